@@ -1,0 +1,108 @@
+"""One function per stage job: read the previous stage's finished output, run the Beam job under
+the stage output contract (`pipelines.stage.run_stage`), return the stage result.
+
+Stage folders under a dataset root: scrape/ extract/ filter/ dedup/ shard/ tokenize/.
+"""
+
+from __future__ import annotations
+
+from pipelines import dedup, extract, filters, scrape, shard, tokenize
+from pipelines.stage import DATA_DIR, StageDir, StageResult, run_stage, sha256_file
+from pipelines.warc import check_warc_file
+from schemas.config import PipelineConfig
+
+STAGES = ("scrape", "extract", "filter", "dedup", "shard", "tokenize")
+
+
+class StageNotFinished(RuntimeError):
+    pass
+
+
+def finished(root: str, name: str) -> StageDir:
+    stage = StageDir(root, name)
+    if stage.manifest() is None:
+        raise StageNotFinished(f"stage {name!r} has not finished under {root}")
+    return stage
+
+
+def upstream(root: str, name: str) -> tuple[list[str], list[dict]]:
+    """The data file URLs of a finished stage and the input description that pins them."""
+    stage = finished(root, name)
+    urls = [stage.url(p[len(stage.path) + 1:]) for p in stage.files(DATA_DIR, ".parquet")]
+    return urls, [{"path": stage.url("manifest.json"), "sha256": stage.manifest_sha256()}]
+
+
+def run_scrape(root: str, urls: list[str], config: PipelineConfig) -> StageResult:
+    return run_stage(
+        root, scrape.STAGE, inputs=[{"urls": sorted(set(urls))}],
+        config={"scrape": config.scrape.__dict__},
+        build=lambda st: scrape.build_scrape(st, urls, config.scrape, config.engine),
+        count_out=scrape.count_warc_responses)
+
+
+def scraped_warcs(root: str) -> list[str]:
+    stage = finished(root, scrape.STAGE)
+    return [stage.url(p[len(stage.path) + 1:]) for p in stage.files(DATA_DIR, ".warc.gz")]
+
+
+def describe_warcs(urls: list[str]) -> list[dict]:
+    """Check every WARC input opens (WarcFileError otherwise) and pin it by content hash."""
+    import fsspec
+
+    described = []
+    for url in urls:
+        check_warc_file(url)
+        fs, path = fsspec.core.url_to_fs(url)
+        described.append({"path": url, "sha256": sha256_file(fs, path)})
+    return described
+
+
+def run_extract(root: str, warc_urls: list[str], config: PipelineConfig) -> StageResult:
+    return run_stage(
+        root, extract.STAGE, inputs=describe_warcs(warc_urls),
+        config={"extract": config.extract.__dict__, "snapshot": config.snapshot,
+                "shards": config.shard.num_shards},
+        build=lambda st: extract.build_extract(st, warc_urls, config.extract, config.snapshot,
+                                               config.shard.num_shards, config.engine))
+
+
+def run_filter(root: str, config: PipelineConfig) -> StageResult:
+    urls, inputs = upstream(root, extract.STAGE)
+    settings = {**config.filter.__dict__, "langs": list(config.filter.langs)}
+    return run_stage(
+        root, filters.STAGE, inputs=inputs, config={"filter": settings},
+        build=lambda st: filters.build_filter(st, urls, config.filter, config.shard.num_shards,
+                                              config.engine))
+
+
+def run_dedup(root: str, config: PipelineConfig) -> StageResult:
+    urls, inputs = upstream(root, filters.STAGE)
+    return run_stage(
+        root, dedup.STAGE, inputs=inputs, config={"dedup": config.dedup.__dict__},
+        build=lambda st: dedup.build_dedup(st, urls, config.dedup, config.shard.num_shards,
+                                           config.engine))
+
+
+def run_shard(root: str, config: PipelineConfig) -> StageResult:
+    urls, inputs = upstream(root, dedup.STAGE)
+    return run_stage(
+        root, shard.STAGE, inputs=inputs, config={"shard": config.shard.__dict__},
+        build=lambda st: shard.build_shard(st, urls, config.shard, config.engine))
+
+
+def run_tokenize(root: str, config: PipelineConfig) -> StageResult:
+    urls, inputs = upstream(root, shard.STAGE)
+    dataset_sha = inputs[0]["sha256"]
+    return run_stage(
+        root, tokenize.STAGE, inputs=inputs,
+        config={"tokenize": config.tokenize.__dict__, "seed": config.seed},
+        build=lambda st: tokenize.build_tokenize(st, urls, config.tokenize, config.seed,
+                                                 config.engine),
+        count_out=tokenize.count_packed_documents,
+        extra=lambda st: {"tokens": tokenize.token_info(st, dataset_sha,
+                                                        config.tokenize).to_dict()})
+
+
+def token_dir(root: str) -> str:
+    """Local path of a finished dataset's token folder (what the trainer reads)."""
+    return finished(root, tokenize.STAGE).path

