@@ -1,29 +1,58 @@
 """Where Beam pipelines run.
 
 Locally a job runs on `FnApiRunner` (Beam's `DirectRunner` first tries to download a Prism binary,
-which cannot work offline). `EngineConfig.runner` names another runner (`PortableRunner`,
-`FlinkRunner`, `DataflowRunner`, ...) and `pipeline_args` carries its options, so the same
-transforms run unchanged on a cluster.
+which cannot work offline). In `multi_processing` mode the workers are separate processes started
+through `pipelines.beam_worker`, whose logs go to a file (`EngineConfig.worker_log`, default
+`corpus-beam-workers.log` in the temp folder). `EngineConfig.runner` names another runner
+(`PortableRunner`, `FlinkRunner`, `DataflowRunner`, ...) and `pipeline_args` carries its options,
+so the same transforms run unchanged on a cluster.
 """
 
 from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.transforms import environments
 
 from schemas.config import EngineConfig
 
 
+def worker_log_path(engine: EngineConfig) -> str:
+    return engine.worker_log or os.path.join(tempfile.gettempdir(), "corpus-beam-workers.log")
+
+
 def make_pipeline(engine: EngineConfig) -> beam.Pipeline:
+    mode = engine.running_mode
+    runner = engine.runner
+    if runner == "FnApiRunner":
+        if mode == "multi_processing":
+            os.environ["CORPUS_BEAM_WORKER_LOG"] = worker_log_path(engine)
+            command = f"{sys.executable} -m pipelines.beam_worker"
+            runner = FnApiRunner(default_environment=environments.SubprocessSDKEnvironment
+                                 .from_command_string(command_string=command))
+            # FnApiRunner would replace our worker command in "multi_processing" mode; the mode
+            # it is told is irrelevant once the environment is given (it warns, hence the level).
+            mode = "in_memory"
+            logging.getLogger("apache_beam.runners.portability.fn_api_runner.fn_runner") \
+                .setLevel(logging.ERROR)
+            # Workers forward their log records here too; they are in the worker log already.
+            logging.getLogger("apache_beam.runners.portability.local_job_service") \
+                .setLevel(logging.ERROR)
+        else:
+            runner = FnApiRunner()
     options = PipelineOptions(
         list(engine.pipeline_args),
         direct_num_workers=engine.workers,
-        direct_running_mode=engine.running_mode,
+        direct_running_mode=mode,
         save_main_session=False,
     )
-    runner = FnApiRunner() if engine.runner == "FnApiRunner" else engine.runner
     return beam.Pipeline(runner=runner, options=options)
 
 

@@ -19,6 +19,7 @@ class EngineConfig:
     running_mode: str = "multi_processing"  # or "in_memory", "multi_threading"
     runner: str = "FnApiRunner"  # any Beam runner name, e.g. "PortableRunner", "FlinkRunner"
     pipeline_args: tuple[str, ...] = ()  # extra Beam options, e.g. ("--job_endpoint=host:8099",)
+    worker_log: str | None = None  # where local worker processes log; None = temp folder
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,150 @@
+"""The corpus flow: one Prefect flow run, one task per stage, one table artifact per stage.
+
+Orchestration only: which stages run, in which order, with what; the work itself is in
+`pipelines.jobs` (Beam) and `trainer.launch` (torchrun). Each stage publishes its counts as a
+table artifact with a stable key (`<stage>-counts`), so every run shows them in the Prefect UI.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from pipelines import jobs
+from pipelines.scrape import discover_urls
+from pipelines.stage import StageDir, StageResult, sha256_json
+from schemas.config import PipelineConfig
+
+TRAIN_STAGE = "train"
+
+
+def counts_table(result: StageResult) -> list[dict]:
+    counts = result.counts
+    rows = [{"measure": "records in", "count": counts["records_in"]},
+            {"measure": "records out", "count": counts["records_out"]}]
+    rows += [{"measure": f"rejected: {reason}", "count": n}
+             for reason, n in sorted(counts["rejected"].items())]
+    return rows
+
+
+def stage_summary(root: str, result: StageResult) -> dict:
+    counts = result.counts
+    return {"stage": result.name, "records_in": counts["records_in"],
+            "records_out": counts["records_out"], "rejected": dict(counts["rejected"]),
+            "output": StageDir(root, result.name).url(), "skipped": result.skipped}
+
+
+def publish(root: str, result: StageResult) -> dict:
+    logger = get_run_logger()
+    counts = result.counts
+    state = "already finished, skipped" if result.skipped else "done"
+    logger.info("%s %s: in=%d out=%d rejected=%s", result.name, state, counts["records_in"],
+                counts["records_out"], counts["rejected"] or "{}")
+    create_table_artifact(key=f"{result.name}-counts", table=counts_table(result),
+                          description=f"Records in, out and rejected by reason: {result.name}")
+    return stage_summary(root, result)
+
+
+@task(name="scrape", cache_policy=NO_CACHE)
+def scrape_task(root: str, site_url: str, config: PipelineConfig) -> dict:
+    urls = discover_urls(site_url, config.scrape)
+    get_run_logger().info("scrape: %d URLs from the sitemaps of %s", len(urls), site_url)
+    return publish(root, jobs.run_scrape(root, urls, config))
+
+
+@task(name="extract", cache_policy=NO_CACHE)
+def extract_task(root: str, warc_urls: list[str], config: PipelineConfig) -> dict:
+    return publish(root, jobs.run_extract(root, warc_urls, config))
+
+
+@task(name="filter", cache_policy=NO_CACHE)
+def filter_task(root: str, config: PipelineConfig) -> dict:
+    return publish(root, jobs.run_filter(root, config))
+
+
+@task(name="dedup", cache_policy=NO_CACHE)
+def dedup_task(root: str, config: PipelineConfig) -> dict:
+    return publish(root, jobs.run_dedup(root, config))
+
+
+@task(name="shard", cache_policy=NO_CACHE)
+def shard_task(root: str, config: PipelineConfig) -> dict:
+    return publish(root, jobs.run_shard(root, config))
+
+
+@task(name="tokenize", cache_policy=NO_CACHE)
+def tokenize_task(root: str, config: PipelineConfig) -> dict:
+    return publish(root, jobs.run_tokenize(root, config))
+
+
+def train_dataset(root: str, config: PipelineConfig, out: str | None = None,
+                  init_from: str | None = None, log=print) -> dict:
+    """Train on a finished dataset's token shards; the train folder follows the stage contract:
+    `result.json`, `ckpt.pt`, `manifest.json` and the marker last; a finished identical run is
+    not repeated."""
+    from trainer.launch import launch_training
+
+    tokens = jobs.finished(root, "tokenize")
+    stage = StageDir(out or root, TRAIN_STAGE)
+    fingerprint = sha256_json({"tokens": tokens.manifest_sha256(),
+                               "train": config.train.__dict__, "init_from": init_from})
+    done = stage.manifest()
+    if done is not None and done.get("fingerprint") == fingerprint:
+        log(f"train: already finished in {stage.path}, skipped")
+        return {**done["result"], "output": stage.path, "skipped": True}
+    stage.reset()
+    result = launch_training(tokens.path, stage.path, config.train, init_from=init_from,
+                             stream=log)
+    stage.finish({"stage": TRAIN_STAGE, "fingerprint": fingerprint,
+                  "inputs": [{"path": tokens.url("manifest.json"),
+                              "sha256": tokens.manifest_sha256()}],
+                  "config": config.train.__dict__, "result": result,
+                  "files": sorted(posixpath.basename(p) for p in stage.fs.ls(stage.path))})
+    return {**result, "output": stage.path, "skipped": False}
+
+
+@task(name="train", cache_policy=NO_CACHE)
+def train_task(root: str, config: PipelineConfig) -> dict:
+    logger = get_run_logger()
+    result = train_dataset(root, config, log=logger.info)
+    rows = [{"measure": k, "value": result[k]} for k in
+            ("initial_train_loss", "initial_val_loss", "final_train_loss", "final_val_loss",
+             "val_perplexity", "steps", "world_size", "backend", "tokens_seen", "num_params")
+            if k in result]
+    create_table_artifact(key="train-metrics", table=rows,
+                          description="Training: losses before and after, and the run's shape")
+    create_markdown_artifact(key="train-sample", markdown="```\n" + result.get("sample_text", "")
+                             + "\n```", description="Text generated by the trained model")
+    return result
+
+
+@flow(name="corpus-build", log_prints=True)
+def corpus_build(output: str, config: dict | None = None, site_url: str | None = None,
+                 warc_inputs: list[str] | None = None, train: bool = True) -> dict:
+    """Build a corpus into `output`: scrape `site_url` (or read `warc_inputs`), extract, filter,
+    dedup, shard, tokenize and, when `train`, train a GPT on the result."""
+    cfg = PipelineConfig.from_dict(config or {})
+    if (site_url is None) == (warc_inputs is None):
+        raise ValueError("give exactly one of site_url or warc_inputs")
+    stages = []
+    if site_url is not None:
+        stages.append(scrape_task(output, site_url, cfg))
+        warc_inputs = jobs.scraped_warcs(output)
+    stages.append(extract_task(output, warc_inputs, cfg))
+    stages.append(filter_task(output, cfg))
+    stages.append(dedup_task(output, cfg))
+    stages.append(shard_task(output, cfg))
+    stages.append(tokenize_task(output, cfg))
+    summary = {"output": output, "stages": stages}
+    create_table_artifact(
+        key="corpus-summary", description="Every stage: records in, out and rejected",
+        table=[{"stage": s["stage"], "records in": s["records_in"],
+                "records out": s["records_out"],
+                "rejected": json.dumps(s["rejected"], sort_keys=True)} for s in stages])
+    if train:
+        summary["train"] = train_task(output, cfg)
+    return summary

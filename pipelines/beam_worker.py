@@ -1,0 +1,24 @@
+"""Entry point of local Beam worker processes (FnApiRunner, multi-process mode).
+
+It is Beam's own SDK worker; the only difference is that the worker's chatter (a dozen INFO lines
+per process per stage) goes to the file named by `CORPUS_BEAM_WORKER_LOG` instead of the user's
+terminal. Errors inside a DoFn still reach the driver through the Fn API and fail the job there.
+"""
+
+import os
+import sys
+
+
+def main() -> None:
+    log = os.environ.get("CORPUS_BEAM_WORKER_LOG")
+    if log:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+    from apache_beam.runners.worker import sdk_worker_main
+
+    sdk_worker_main.main(sys.argv)
+
+
+if __name__ == "__main__":
+    main()
