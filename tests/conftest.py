@@ -1,0 +1,26 @@
+"""Shared fixtures: the real data beside the repository, an isolated Prefect home."""
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+# Prefect keeps its SQLite database under PREFECT_HOME: one per test session, never the user's.
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="corpus-prefect-"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def shared(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is missing: the tests read real data from ../shared/data")
+    return path
+
+
+@pytest.fixture
+def shared_data():
+    return shared

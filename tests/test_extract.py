@@ -1,0 +1,105 @@
+"""Extract stage: WARC records -> documents or counted rejects, on real crawls and edge cases."""
+
+import glob
+import io
+
+import apache_beam as beam
+from apache_beam.testing.util import assert_that, equal_to
+from warcio.archiveiterator import ArchiveIterator
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+from pipelines.extract import ExtractDocuments
+from pipelines.warc import PAGE_RECORD_TYPES, WarcFileError, check_warc_file
+from schemas.config import ExtractConfig
+from tests.beam_helpers import fn_api_pipeline, satisfies
+from tests.conftest import shared
+
+ARTICLE = ("<html><head><title>{title}</title></head><body><nav><a href='/'>Home</a></nav>"
+           "<main><article><h1>{title}</h1>{paras}</article></main>"
+           "<footer>Copyright footer text</footer></body></html>")
+
+
+def page_html(title: str, sentence: str, n: int = 8) -> bytes:
+    paras = "".join(f"<p>{sentence} Paragraph number {i} says more about it.</p>"
+                    for i in range(n))
+    return ARTICLE.format(title=title, paras=paras).encode()
+
+
+def write_warc(path, records, tail: bytes = b""):
+    buf = io.BytesIO()
+    writer = WARCWriter(buf, gzip=True)
+    for url, status, ctype, body in records:
+        headers = StatusAndHeaders(f"{status} X", [("Content-Type", ctype)], protocol="HTTP/1.1")
+        writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(body),
+                                                      http_headers=headers))
+    path.write_bytes(buf.getvalue() + tail)
+    return str(path)
+
+
+def test_extract_good_bad_and_corrupt_records(tmp_path):
+    sentence = "The quick brown fox studies the history of the river valley in detail."
+    warc = write_warc(tmp_path / "mixed.warc.gz", [
+        ("http://site.test/a", 200, "text/html; charset=utf-8", page_html("A", sentence)),
+        ("http://site.test/missing", 404, "text/html", b"<html><body>Not found</body></html>"),
+        ("http://site.test/logo.png", 200, "image/png", b"\x89PNG\r\n\x1a\n0000"),
+        ("http://site.test/empty", 200, "text/html", b"<html><body></body></html>"),
+    ], tail=b"WARC/1.0\r\nWARC-Type: response\r\nContent-Length: 99999\r\n\r\ncut short")
+    with fn_api_pipeline() as p:
+        out = p | beam.Create([warc]) | ExtractDocuments(ExtractConfig(), "test")
+        assert_that(out["documents"] | "Urls" >> beam.Map(lambda d: (d["url"], sentence in d["text"])),
+                    equal_to([("http://site.test/a", True)]), label="docs")
+        assert_that(out["rejected"] | "Reasons" >> beam.Map(lambda r: r["reason"]),
+                    equal_to(["http_404", "not_html", "no_text", "corrupt_record"]),
+                    label="rejects")
+
+
+def page_records(path: str) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for r in ArchiveIterator(f, arc2warc=True) if r.rec_type in PAGE_RECORD_TYPES)
+
+
+def test_real_crawls_every_html_record_is_a_document_or_a_reason():
+    files = sorted(str(p) for p in shared("warc").glob("*.warc.gz"))
+    assert len(files) >= 3
+    expected = sum(page_records(f) for f in files)
+    with fn_api_pipeline() as p:
+        out = p | beam.Create(files) | ExtractDocuments(ExtractConfig(), "real")
+        docs = out["documents"] | "D" >> beam.Map(lambda d: "doc")
+        rejects = out["rejected"] | "R" >> beam.Map(lambda r: f"rejected:{r['reason']}")
+        both = (docs, rejects) | beam.Flatten() | beam.combiners.Count.Globally()
+        assert_that(both, equal_to([expected]), label="accounting")
+        # every kept document has the contract's columns filled
+        assert_that(out["documents"] | "Ok" >> beam.Map(
+            lambda d: bool(d["id"] and d["url"] and d["text"] and d["source_file"])
+            and d["source_offset"] is not None),
+            satisfies(lambda xs: all(xs) and len(xs) >= 30, "30+ complete documents"),
+            label="columns")
+
+
+def test_warc_edge_cases_never_crash_the_job():
+    files = []
+    for path in sorted(glob.glob(str(shared("warc-edge") / "*"))):
+        try:
+            check_warc_file(path)
+            files.append(path)
+        except WarcFileError:
+            pass
+    assert len(files) >= 8
+    with fn_api_pipeline() as p:
+        out = p | beam.Create(files) | ExtractDocuments(ExtractConfig(), "edge")
+        reasons = out["rejected"] | beam.Map(lambda r: r["reason"])
+        assert_that(reasons, satisfies(lambda xs: "corrupt_record" in xs,
+                                       "a corrupt record counted"))
+
+
+def test_check_warc_file_rejects_non_warc(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("just some text\n")
+    for bad in (str(text), str(tmp_path / "absent.warc.gz")):
+        try:
+            check_warc_file(bad)
+        except WarcFileError as err:
+            assert bad in str(err)
+        else:
+            raise AssertionError(f"{bad} accepted")

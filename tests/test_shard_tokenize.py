@@ -1,0 +1,105 @@
+"""Shard and tokenize stages: Parquet readable with plain pyarrow, token counts that add up,
+and the same bytes whatever the number of Beam workers."""
+
+import json
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+from tokenizers import Tokenizer
+
+from pipelines import jobs
+from pipelines.shard import _check
+from pipelines.tokenize import EncodeDocuments, train_tokenizer, validation_ids
+from schemas.config import EngineConfig, PipelineConfig
+from schemas.document import DOCUMENT_SCHEMA, empty_document
+from schemas.tokens import EOT_TOKEN, TokenShardsInfo
+from tests.beam_helpers import fn_api_pipeline
+from tests.conftest import shared
+
+
+def test_shard_check_rejects_empty_text():
+    docs = [empty_document(id="a", url="u:a", text="words"),
+            empty_document(id="b", url="u:b", text="   ")]
+    with fn_api_pipeline() as p:
+        out = p | beam.Create(docs) | beam.FlatMap(_check).with_outputs("rejected", main="docs")
+        assert_that(out.docs | "Ids" >> beam.Map(lambda d: d["id"]), equal_to(["a"]), label="k")
+        assert_that(out.rejected | "Why" >> beam.Map(lambda r: (r["id"], r["reason"])),
+                    equal_to([("b", "empty_text")]), label="r")
+
+
+def test_encode_appends_separator_and_rejects_empty():
+    texts = ["hello world, hello tokens", "another small document here"] * 20
+    tok = train_tokenizer(texts, vocab_size=300, min_frequency=1)
+    eot = tok.token_to_id(EOT_TOKEN)
+    docs = [empty_document(id="x", url="u:x", text="hello world"),
+            empty_document(id="y", url="u:y", text="")]
+    with fn_api_pipeline() as p:
+        val = p | "Val" >> beam.Create([frozenset({"x"})])
+        out = p | beam.Create(docs) | beam.ParDo(
+            EncodeDocuments(tok.to_str(), "uint16"), val_ids=beam.pvalue.AsSingleton(val)) \
+            .with_outputs("rejected", main="encoded")
+        expected = tok.encode("hello world").ids + [eot]
+        assert_that(out.encoded | "Ids" >> beam.Map(lambda e: (e[0], e[1][0], e[1][1].tolist())),
+                    equal_to([("val", "x", expected)]), label="encoded")
+        assert_that(out.rejected | "Why" >> beam.Map(lambda r: r["reason"]),
+                    equal_to(["no_tokens"]), label="rejected")
+
+
+def test_validation_split_is_never_empty_nor_everything():
+    ids = [f"id{i}" for i in range(5)]
+    val = validation_ids(ids, 0.1, seed=0)
+    assert len(val) == 1 and val < set(ids)
+    assert validation_ids(ids, 0.1, seed=0) == val
+    assert len(validation_ids(ids[:2], 0.9, seed=0)) == 1
+
+
+def build(root, engine: EngineConfig) -> PipelineConfig:
+    config = PipelineConfig(engine=engine)
+    warcs = sorted(str(p) for p in shared("warc").glob("*.warc.gz"))
+    jobs.run_extract(str(root), warcs, config)
+    for run in (jobs.run_filter, jobs.run_dedup, jobs.run_shard, jobs.run_tokenize):
+        run(str(root), config)
+    return config
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ds-in-memory")
+    build(root, EngineConfig(workers=1, running_mode="in_memory"))
+    return root
+
+
+def test_parquet_shards_match_the_schema_and_token_counts_add_up(dataset):
+    files = sorted((dataset / "shard" / "data").glob("corpus-*.parquet"))
+    assert len(files) == 2
+    table = pa.concat_tables([pq.read_table(f) for f in files])
+    assert table.schema.equals(DOCUMENT_SCHEMA)
+    assert pq.ParquetFile(files[0]).metadata.row_group(0).column(0).compression == "ZSTD"
+    info = TokenShardsInfo.from_manifest_file(str(dataset / "tokenize" / "manifest.json"))
+    tok = Tokenizer.from_file(str(dataset / "tokenize" / "tokenizer.json"))
+    expected = sum(len(tok.encode(t).ids) + 1 for t in table.column("text").to_pylist())
+    assert info.tokens("train") + info.tokens("val") == expected
+    assert info.documents("train") + info.documents("val") == table.num_rows
+    assert info.documents("val") >= 1 and info.dtype == "uint16"
+    for split in ("train", "val"):
+        for shard in info.splits[split]:
+            ids = np.memmap(dataset / "tokenize" / shard.bin, dtype=np.uint16, mode="r")
+            ends = np.fromfile(dataset / "tokenize" / shard.idx, dtype="<u8")
+            assert len(ids) == shard.tokens == ends[-1]
+            assert (ids[ends - 1] == info.eot_id).all()  # every document ends with EOT
+    shard_manifest = json.loads((dataset / "shard" / "manifest.json").read_text())
+    counts = shard_manifest["counts"]
+    assert counts["records_out"] == table.num_rows
+    assert counts["records_in"] == counts["records_out"] + sum(counts["rejected"].values())
+
+
+def test_same_bytes_with_two_worker_processes(dataset, tmp_path):
+    build(tmp_path, EngineConfig(workers=2, running_mode="multi_processing"))
+    for stage in ("extract", "filter", "dedup", "shard", "tokenize"):
+        a = json.loads((dataset / stage / "manifest.json").read_text())["files"]
+        b = json.loads((tmp_path / stage / "manifest.json").read_text())["files"]
+        assert [(f["path"], f["sha256"]) for f in a] == [(f["path"], f["sha256"]) for f in b], stage
