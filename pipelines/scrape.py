@@ -78,25 +78,31 @@ class FetchToWarc(beam.DoFn):
     def teardown(self):
         self.session.close()
 
-    def _allowed(self, url: str) -> bool:
+    def _robots_verdict(self, url: str) -> tuple[str, str] | None:
+        """None when robots.txt lets us fetch `url`, else (reason, detail)."""
         if not self.config.respect_robots:
-            return True
+            return None
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
         if origin not in self.robots:
             parser = urllib.robotparser.RobotFileParser()
             try:
                 resp = self.session.get(origin + "/robots.txt", timeout=self.config.timeout_s)
-                if resp.status_code >= 500:
-                    parser.disallow_all = True  # RFC 9309: unreachable robots.txt, crawl nothing
+                if resp.status_code >= 500:  # RFC 9309: robots.txt unavailable, crawl nothing
+                    parser = ("robots_unavailable", f"robots.txt answered {resp.status_code}")
                 elif resp.status_code >= 400:
                     parser.allow_all = True
                 else:
                     parser.parse(resp.text.splitlines())
-            except requests.RequestException:
-                parser.disallow_all = True
+            except requests.RequestException as err:
+                parser = ("fetch_error", f"robots.txt: {type(err).__name__}: {err}")
             self.robots[origin] = parser
-        return self.robots[origin].can_fetch(self.config.user_agent, url)
+        parser = self.robots[origin]
+        if isinstance(parser, tuple):
+            return parser
+        if not parser.can_fetch(self.config.user_agent, url):
+            return "robots_disallowed", "disallowed by robots.txt"
+        return None
 
     def _fetch(self, url: str):
         with self.session.get(url, timeout=self.config.timeout_s, stream=True) as resp:
@@ -112,9 +118,10 @@ class FetchToWarc(beam.DoFn):
             writer.write_record(writer.create_warcinfo_record(
                 name, {"software": "corpus-builder scrape", "format": "WARC File Format 1.1"}))
             for url in sorted(urls):
-                if not self._allowed(url):
+                verdict = self._robots_verdict(url)
+                if verdict is not None:
                     yield pvalue.TaggedOutput("rejected", rejected_record(
-                        STAGE, "robots_disallowed", url=url))
+                        STAGE, verdict[0], url=url, detail=verdict[1]))
                     continue
                 try:
                     resp, body = self._fetch(url)
