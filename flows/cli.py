@@ -76,12 +76,13 @@ def build_config(args) -> PipelineConfig:
     return PipelineConfig.from_dict(data)
 
 
-def print_summary(summary: dict, out=sys.stdout) -> None:
+def print_summary(summary: dict, out=None) -> None:
+    out = out or sys.stdout
     rows = [("stage", "in", "out", "rejected (by reason)", "output")]
     for s in summary["stages"]:
         rejected = ", ".join(f"{k}={v}" for k, v in sorted(s["rejected"].items())) or "-"
-        rows.append((s["stage"], str(s["records_in"]), str(s["records_out"]), rejected,
-                     s["output"]))
+        where = s["output"] + ("  (already finished: skipped)" if s["skipped"] else "")
+        rows.append((s["stage"], str(s["records_in"]), str(s["records_out"]), rejected, where))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     print("", file=out)
     for i, row in enumerate(rows):
@@ -93,7 +94,8 @@ def print_summary(summary: dict, out=sys.stdout) -> None:
         print_train(train, out)
 
 
-def print_train(train: dict, out=sys.stdout) -> None:
+def print_train(train: dict, out=None) -> None:
+    out = out or sys.stdout
     print(f"\ntraining: {train['steps']} steps on {train['world_size']} process(es) "
           f"({train['device']}, {train['backend']}), output {train['output']}", file=out)
     print(f"loss: train {train['initial_train_loss']:.3f} -> {train['final_train_loss']:.3f}, "

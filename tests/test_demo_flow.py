@@ -1,0 +1,165 @@
+"""End to end: `corpus demo` runs the whole Prefect flow on the generated site, and the result is
+checked against the truth the generator planted."""
+
+import json
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from tokenizers import Tokenizer
+
+from flows.cli import main
+from flows.sample_site import SiteTruth
+from schemas.document import DOCUMENT_SCHEMA, REJECTED_SCHEMA
+from schemas.tokens import TokenShardsInfo
+
+STAGES = ["scrape", "extract", "filter", "dedup", "shard", "tokenize"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "ds"
+    assert main(["demo", "--output", str(out), "--steps", "200"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def truth(demo):
+    return SiteTruth.load(demo / "site")
+
+
+@pytest.fixture(scope="module")
+def corpus(demo):
+    files = sorted((demo / "shard" / "data").glob("*.parquet"))
+    tables = [pq.read_table(f) for f in files]
+    for t in tables:
+        assert t.schema.equals(DOCUMENT_SCHEMA)
+    return pa.concat_tables(tables).to_pylist()
+
+
+@pytest.fixture(scope="module")
+def rejected(demo):
+    rows = []
+    for stage in STAGES:
+        for f in sorted((demo / stage / "rejected").glob("*.parquet")):
+            table = pq.read_table(f)
+            assert table.schema.equals(REJECTED_SCHEMA)
+            rows += table.to_pylist()
+    return rows
+
+
+def path_of(url: str) -> str:
+    return urlsplit(url).path
+
+
+def test_duplicates_are_gone_and_one_of_each_kept(truth, corpus, rejected):
+    kept = [path_of(d["url"]) for d in corpus]
+    assert len(kept) == len(set(kept))
+    reasons = {path_of(r["url"]): r["reason"] for r in rejected if r["stage"] == "dedup"}
+    for kind, reason in (("exact_dup", "exact_duplicate"), ("near_dup", "near_duplicate")):
+        pages = truth.pages_of(kind)
+        assert pages
+        for page in pages:
+            pair = {page.path, page.dup_of}
+            assert len(pair & set(kept)) == 1, (page.path, "one of the pair must be kept")
+            dropped = (pair - set(kept)).pop()
+            assert reasons[dropped] == reason
+    # Whichever of a pair was kept, the corpus covers exactly the expected pages, once each.
+    dup_of = {p.path: p.dup_of for p in truth.pages if p.dup_of}
+    assert sorted(dup_of.get(k, k) for k in kept) == truth.expected_kept_paths()
+
+
+def test_every_planted_language_is_detected(truth, corpus):
+    by_path = {p.path: p for p in truth.pages}
+    detected = set()
+    for doc in corpus:
+        page = by_path[path_of(doc["url"])]
+        assert doc["lang"] == page.lang, (page.path, doc["lang"], doc["lang_score"])
+        detected.add(doc["lang"])
+    assert detected == {"en", "de", "fr", "ru", "zh", "ja"} <= set(truth.languages())
+
+
+def test_junk_is_rejected_with_reasons(truth, corpus, rejected):
+    kept = {path_of(d["url"]) for d in corpus}
+    by_path = {}
+    for r in rejected:
+        by_path.setdefault(path_of(r["url"]), []).append((r["stage"], r["reason"]))
+    junk = truth.pages_of("junk")
+    assert len(junk) >= 5
+    for page in junk:
+        assert page.path not in kept
+        assert by_path.get(page.path), f"{page.path} dropped without a reason"
+        assert by_path[page.path][0][0] == page.expect_reject_stage, by_path[page.path]
+
+
+def test_boilerplate_is_stripped_and_main_text_kept(truth, corpus):
+    texts = {path_of(d["url"]): d["text"] for d in corpus}
+    for page in truth.pages:  # a page dropped as a duplicate is checked through its twin
+        if page.kind == "junk" or page.path not in texts:
+            continue
+        text = texts[page.path]
+        for marker in page.main_text_markers:
+            assert marker in text, (page.path, marker)
+        for marker in page.boilerplate_markers:
+            assert marker not in text, (page.path, marker)
+
+
+def test_token_shards_hold_exactly_the_kept_documents(demo, corpus):
+    info = TokenShardsInfo.from_manifest_file(str(demo / "tokenize" / "manifest.json"))
+    tok = Tokenizer.from_file(str(demo / "tokenize" / "tokenizer.json"))
+    expected = sum(len(tok.encode(d["text"]).ids) + 1 for d in corpus)
+    assert info.tokens("train") + info.tokens("val") == expected
+    assert info.documents("train") + info.documents("val") == len(corpus)
+    assert info.documents("val") >= 1
+
+
+def test_accounting_holds_for_every_stage(demo):
+    for stage in STAGES:
+        manifest = json.loads((demo / stage / "manifest.json").read_text())
+        counts = manifest["counts"]
+        assert counts["records_in"] == counts["records_out"] + sum(counts["rejected"].values())
+        assert (demo / stage / "_SUCCESS").exists()
+        assert all(f["sha256"] for f in manifest["files"])
+
+
+def test_training_loss_drops_and_a_sample_is_generated(demo):
+    result = json.loads((demo / "train" / "result.json").read_text())
+    assert result["world_size"] == 2 and result["backend"] == "gloo"
+    assert result["final_train_loss"] < result["initial_train_loss"] - 1.0
+    assert result["final_val_loss"] < result["initial_val_loss"]
+    assert result["sample_text"].strip()
+    assert (demo / "train" / "ckpt.pt").exists()
+
+
+def test_each_stage_published_its_counts_artifact(demo):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    keys = [f"{s}-counts" for s in STAGES] + ["corpus-summary", "train-metrics"]
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
+    found = {a.key: a for a in artifacts}
+    assert set(keys) <= set(found)
+    scrape = json.loads(found["scrape-counts"].data) if isinstance(found["scrape-counts"].data,
+                                                                   str) \
+        else found["scrape-counts"].data
+    assert {"measure": "rejected: robots_disallowed", "count": 1} in scrape
+
+
+def test_build_on_the_scraped_warcs_then_rerun_skips_every_stage(demo, capsys):
+    args = ["build", "--input", str(demo / "scrape" / "data"), "--output",
+            str(demo.parent / "rebuilt"), "--running-mode", "in_memory", "--workers", "1"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert main(args) == 0
+    second = capsys.readouterr().out
+    stages = ("extract", "filter", "dedup", "shard", "tokenize")
+    for stage in stages:  # same WARC files, other engine settings: the same bytes out
+        rebuilt = json.loads((demo.parent / "rebuilt" / stage / "manifest.json").read_text())
+        original = json.loads((demo / stage / "manifest.json").read_text())
+        assert rebuilt["files"] == original["files"], stage
+    assert "skipped" not in first
+    assert second.count("already finished: skipped") == len(stages)

@@ -1,0 +1,72 @@
+"""Launch `trainer.train` under torchrun: N CPU processes (gloo), or one per GPU (NCCL)."""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, replace
+
+from schemas.config import TrainConfig
+
+
+def default_nproc(config: TrainConfig) -> int:
+    import torch
+
+    wants_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+    return torch.cuda.device_count() if wants_cuda else config.nproc
+
+
+def launch_training(tokens_dir: str, out_dir: str, config: TrainConfig,
+                    nproc: int | None = None, init_from: str | None = None,
+                    stream=None) -> dict:
+    """Run the trainer in `nproc` processes; return its result.json. Output lines go to
+    `stream` (default print); a failure raises RuntimeError with the last lines."""
+    stream = stream or print
+    n = nproc or default_nproc(config)
+    os.makedirs(out_dir, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(asdict(replace(config, nproc=n)), f)
+        config_file = f.name
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
+           f"--nproc-per-node={n}", "-m", "trainer.train", "--tokens", tokens_dir,
+           "--out", out_dir, "--config-json", config_file]
+    if init_from:
+        cmd += ["--init-from", init_from]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    tail: collections.deque = collections.deque(maxlen=20)
+    try:
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=env) as proc:
+            for line in proc.stdout:
+                line = line.rstrip()
+                tail.append(line)
+                stream(line)
+            code = proc.wait()
+    finally:
+        os.unlink(config_file)
+    if code != 0:
+        raise RuntimeError(f"training failed (exit {code}):\n" + "\n".join(tail))
+    with open(os.path.join(out_dir, "result.json")) as f:
+        return json.load(f)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description="Train on a token folder with torchrun.")
+    p.add_argument("--tokens", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--nproc", type=int)
+    p.add_argument("--steps", type=int, default=TrainConfig.steps)
+    p.add_argument("--init-from")
+    args = p.parse_args(argv)
+    result = launch_training(args.tokens, args.out, TrainConfig(steps=args.steps),
+                             nproc=args.nproc, init_from=args.init_from)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
