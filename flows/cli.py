@@ -218,7 +218,16 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def quiet_known_noise() -> None:
+    """Beam warns at import that Google Cloud clients are absent; nothing here uses them."""
+    import logging
+
+    logging.getLogger().addFilter(
+        lambda record: not str(record.msg).startswith("apitools not found"))
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet_known_noise()
     args = parser().parse_args(argv)
     try:
         return args.func(args)

@@ -7,6 +7,7 @@ reason `corrupt_record`, and the rest of that file is skipped (a gzip stream can
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 
 import fsspec
@@ -23,17 +24,36 @@ class WarcFileError(ValueError):
     """The file is not a readable WARC/ARC file."""
 
 
+def _first_bytes(f, url: str, n: int = 16) -> bytes:
+    head = f.read(2)
+    f.seek(0)
+    if head == b"\x1f\x8b":  # gzip: look at the start of the first member's content
+        try:
+            return gzip.GzipFile(fileobj=f).read(n)
+        except Exception as err:  # BadGzipFile, zlib.error, EOFError: all mean "broken"
+            raise WarcFileError(f"{url}: not a readable WARC/ARC file: broken gzip "
+                                f"({type(err).__name__}: {err})") from None
+    return f.read(n)
+
+
 def check_warc_file(url: str) -> None:
-    """Raise WarcFileError unless the file opens and its first record parses."""
+    """Raise WarcFileError unless the file starts like WARC or ARC and its first record parses."""
     try:
         with fsspec.open(url, "rb") as f:
+            start = _first_bytes(f, url)
+            if not (start.startswith(b"WARC/") or start.startswith(b"filedesc://")):
+                raise WarcFileError(f"{url}: not a readable WARC/ARC file (it starts with "
+                                    f"{start[:12]!r}, not 'WARC/' or an ARC 'filedesc://')")
+            f.seek(0)
             for _record in ArchiveIterator(f, arc2warc=True):
                 return
     except FileNotFoundError:
         raise WarcFileError(f"{url}: no such file") from None
     except PermissionError:
         raise WarcFileError(f"{url}: permission denied") from None
-    except (ArchiveLoadFailed, OSError, EOFError, ValueError) as err:
+    except WarcFileError:
+        raise
+    except (ArchiveLoadFailed, OSError, EOFError, ValueError, gzip.BadGzipFile) as err:
         raise WarcFileError(f"{url}: not a readable WARC/ARC file ({err})") from None
     raise WarcFileError(f"{url}: holds no WARC records")
 

@@ -25,7 +25,7 @@ def launch_training(tokens_dir: str, out_dir: str, config: TrainConfig,
                     nproc: int | None = None, init_from: str | None = None,
                     stream=None) -> dict:
     """Run the trainer in `nproc` processes; return its result.json. Output lines go to
-    `stream` (default print); a failure raises RuntimeError with the last lines."""
+    `stream` (default print); a failure raises RuntimeError with the last 60 lines."""
     stream = stream or print
     n = nproc or default_nproc(config)
     os.makedirs(out_dir, exist_ok=True)
@@ -38,7 +38,7 @@ def launch_training(tokens_dir: str, out_dir: str, config: TrainConfig,
     if init_from:
         cmd += ["--init-from", init_from]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    tail: collections.deque = collections.deque(maxlen=20)
+    tail: collections.deque = collections.deque(maxlen=60)
     try:
         with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env=env) as proc:

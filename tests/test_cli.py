@@ -1,0 +1,66 @@
+"""The `corpus` command as a user runs it: help texts and one-line errors, no tracebacks."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import shared
+
+CORPUS = str(Path(sys.executable).with_name("corpus"))
+
+
+def corpus(*args, cwd=None):
+    return subprocess.run([CORPUS, *args], capture_output=True, text=True, timeout=300, cwd=cwd,
+                          env={**os.environ})
+
+
+@pytest.mark.parametrize("sub", ["demo", "build", "train"])
+def test_every_subcommand_explains_itself(sub):
+    out = corpus(sub, "--help")
+    assert out.returncode == 0
+    assert "--output" in out.stdout or "--dataset" in out.stdout
+
+
+def one_line_error(out, *needles):
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("corpus: error:"), out.stderr
+    assert "Traceback" not in out.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_missing_input(tmp_path):
+    one_line_error(corpus("build", "--input", str(tmp_path / "nope.warc.gz"), "--output",
+                          str(tmp_path / "out")), "input not found", "nope.warc.gz")
+
+
+def test_corrupt_or_non_warc_input(tmp_path):
+    fake = tmp_path / "fake.warc.gz"
+    fake.write_bytes(b"\x1f\x8b\x08\x00 this is not really gzip")
+    one_line_error(corpus("build", "--input", str(fake), "--output", str(tmp_path / "out")),
+                   "not a readable WARC", "fake.warc.gz")
+    text = shared("text", "tinyshakespeare.txt")
+    one_line_error(corpus("build", "--input", str(text), "--output", str(tmp_path / "out2")),
+                   "tinyshakespeare.txt")
+
+
+def test_output_holding_another_dataset(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "dataset.json").write_text('{"source": "somebody else\'s crawl"}')
+    warc = shared("warc", "dolma-sample-0000.warc.gz")
+    one_line_error(corpus("build", "--input", str(warc), "--output", str(out)),
+                   "holds another dataset", "--overwrite")
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    (stray / "notes.txt").write_text("mine")
+    one_line_error(corpus("build", "--input", str(warc), "--output", str(stray)), "not empty")
+
+
+def test_train_on_something_that_is_not_a_dataset(tmp_path):
+    one_line_error(corpus("train", "--dataset", str(tmp_path / "absent")), "not found")
+    one_line_error(corpus("train", "--dataset", str(tmp_path)), "no finished token shards")
