@@ -12,6 +12,8 @@ SHARED = ROOT.parent / "shared" / "data"
 # Prefect keeps its SQLite database under PREFECT_HOME: one per test session, never the user's.
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="corpus-prefect-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# INFO lines logged at interpreter exit would hit pytest's already-closed capture streams.
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
 def shared(*parts: str) -> Path:
