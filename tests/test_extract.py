@@ -10,8 +10,9 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from pipelines.extract import ExtractDocuments
+from pipelines.filters import FilterDocuments
 from pipelines.warc import PAGE_RECORD_TYPES, WarcFileError, check_warc_file
-from schemas.config import ExtractConfig
+from schemas.config import ExtractConfig, FilterConfig
 from tests.beam_helpers import fn_api_pipeline, satisfies
 from tests.conftest import shared
 
@@ -75,6 +76,22 @@ def test_real_crawls_every_html_record_is_a_document_or_a_reason():
             and d["source_offset"] is not None),
             satisfies(lambda xs: all(xs) and len(xs) >= 30, "30+ complete documents"),
             label="columns")
+        # the language stage runs on what extract kept: every document labelled or rejected
+        filtered = out["documents"] | FilterDocuments(FilterConfig())
+        labelled = filtered.documents | "Lab" >> beam.Map(
+            lambda d: bool(d["lang"]) and 0.0 < d["lang_score"] <= 1.0)
+        assert_that(labelled, satisfies(lambda xs: all(xs) and len(xs) >= 20,
+                                        "20+ documents with a language and a score"),
+                    label="labelled")
+        in_filter = out["documents"] | "InF" >> beam.combiners.Count.Globally()
+        out_filter = ((filtered.documents, filtered.rejected) | "FlatF" >> beam.Flatten()
+                      | "OutF" >> beam.combiners.Count.Globally())
+        assert_that(((in_filter | "TagIn" >> beam.Map(lambda n: ("in", n))),
+                     (out_filter | "TagOut" >> beam.Map(lambda n: ("out", n))))
+                    | "Both" >> beam.Flatten(),
+                    satisfies(lambda xs: dict(xs)["in"] == dict(xs)["out"] > 0,
+                              "filter in == out + rejected"),
+                    label="filter-accounting")
 
 
 def test_warc_edge_cases_never_crash_the_job():
