@@ -150,16 +150,36 @@ def test_each_stage_published_its_counts_artifact(demo):
 
 
 def test_build_on_the_scraped_warcs_then_rerun_skips_every_stage(demo, capsys):
-    args = ["build", "--input", str(demo / "scrape" / "data"), "--output",
-            str(demo.parent / "rebuilt"), "--running-mode", "in_memory", "--workers", "1"]
+    rebuilt = demo.parent / "rebuilt"
+    args = ["build", "--input", str(demo / "scrape" / "data"), "--output", str(rebuilt),
+            "--running-mode", "in_memory", "--workers", "1"]
     assert main(args) == 0
     first = capsys.readouterr().out
-    assert main(args) == 0
+    assert not (rebuilt / "train").exists()  # no --train, no training
+    # the rerun adds --train: every stage is found finished, then the model is trained
+    assert main(args + ["--train", "--steps", "30"]) == 0
     second = capsys.readouterr().out
     stages = ("extract", "filter", "dedup", "shard", "tokenize")
     for stage in stages:  # same WARC files, other engine settings: the same bytes out
-        rebuilt = json.loads((demo.parent / "rebuilt" / stage / "manifest.json").read_text())
+        manifest = json.loads((rebuilt / stage / "manifest.json").read_text())
         original = json.loads((demo / stage / "manifest.json").read_text())
-        assert rebuilt["files"] == original["files"], stage
+        assert manifest["files"] == original["files"], stage
     assert "skipped" not in first
     assert second.count("already finished: skipped") == len(stages)
+    assert (rebuilt / "train" / "_SUCCESS").exists()
+    assert json.loads((rebuilt / "train" / "result.json").read_text())["steps"] == 30
+    assert "final validation loss" in second
+
+
+def test_train_command_fine_tunes_a_finished_dataset(demo, capsys, tmp_path):
+    ckpt = demo / "train" / "ckpt.pt"
+    args = ["train", "--dataset", str(demo), "--out", str(tmp_path), "--steps", "20"]
+    assert main(args + ["--init-from", str(ckpt)]) == 0
+    assert "final validation loss" in capsys.readouterr().out
+    tuned = json.loads((tmp_path / "train" / "result.json").read_text())
+    trained = json.loads((demo / "train" / "result.json").read_text())
+    # starting from the demo's checkpoint, not from scratch: its first loss is the demo's last
+    assert tuned["initial_val_loss"] == pytest.approx(trained["final_val_loss"], rel=0.05)
+    assert tuned["initial_val_loss"] < trained["initial_val_loss"] - 1.0
+    assert main(args + ["--init-from", str(ckpt)]) == 0  # the same run again is not repeated
+    assert "already finished" in capsys.readouterr().out
