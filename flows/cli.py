@@ -15,6 +15,10 @@ from pathlib import Path
 
 from schemas.config import EngineConfig, PipelineConfig, TrainConfig
 
+# Prefect's server sends usage telemetry when it starts: offline that logs an ERROR, and on a
+# first run its database write races the migrations ("database is locked"). Opt in by setting it.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
 DATASET_FILE = "dataset.json"
 WARC_PATTERNS = ("*.warc.gz", "*.warc", "*.arc.gz", "*.arc")
 
