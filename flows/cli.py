@@ -20,6 +20,7 @@ from schemas.config import EngineConfig, PipelineConfig, TrainConfig
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 DATASET_FILE = "dataset.json"
+DEMO_PORT = 8737
 WARC_PATTERNS = ("*.warc.gz", "*.warc", "*.arc.gz", "*.arc")
 
 
@@ -123,7 +124,7 @@ def cmd_demo(args) -> int:
     truth = generate_site(site_dir, seed=args.seed)
     print(f"demo: generated {len(truth.pages)} pages in {site_dir}")
     config = build_config(args)
-    with serve_site(site_dir) as base_url:
+    with serve_site(site_dir, port=args.port) as base_url:
         print(f"demo: serving the site at {base_url}")
         summary = run_flow(output, config, site_url=base_url, train=not args.no_train)
     print_summary(summary)
@@ -191,6 +192,9 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", default="demo-output",
                       help="dataset folder (default %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="sample site seed (default 0)")
+    demo.add_argument("--port", type=int, default=DEMO_PORT,
+                      help="port for the site on 127.0.0.1 (default %(default)s; URLs, and so "
+                      "document ids, contain it: a fixed port makes runs repeat; 0 = any free)")
     demo.add_argument("--no-train", action="store_true", help="stop after the token shards")
     demo.add_argument("--overwrite", action="store_true",
                       help="replace whatever the output folder holds")

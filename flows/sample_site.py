@@ -233,10 +233,20 @@ def _handler(root: Path, truth: SiteTruth):
 
 
 @contextlib.contextmanager
-def serve_site(root: Path):
-    """Serve a generated site on 127.0.0.1 (a free port); yields the base URL."""
+def serve_site(root: Path, port: int = 0, log=print):
+    """Serve a generated site on 127.0.0.1; yields the base URL. `port` 0 takes a free port; a
+    fixed port that is taken falls back to a free one, with a note."""
     root = Path(root)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(root, SiteTruth.load(root)))
+    handler = _handler(root, SiteTruth.load(root))
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError as err:
+        if not port:
+            raise
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        log(f"demo: port {port} unavailable ({err.strerror}); serving on "
+            f"{server.server_address[1]} instead, so URLs and document ids differ from a run "
+            f"on {port}")
     thread = threading.Thread(target=server.serve_forever, name="sample-site", daemon=True)
     thread.start()
     try:

@@ -183,3 +183,19 @@ def test_train_command_fine_tunes_a_finished_dataset(demo, capsys, tmp_path):
     assert tuned["initial_val_loss"] < trained["initial_val_loss"] - 1.0
     assert main(args + ["--init-from", str(ckpt)]) == 0  # the same run again is not repeated
     assert "already finished" in capsys.readouterr().out
+
+
+def test_a_second_demo_run_gives_the_same_documents_and_tokens(demo, corpus, tmp_path, capsys):
+    """The site is served on a fixed port, so URLs and ids repeat: a new crawl differs only in
+    fetch times, and the token shards (and so the training run) are byte-identical."""
+    again = tmp_path / "again"
+    assert main(["demo", "--output", str(again), "--no-train"]) == 0
+    assert "unavailable" not in capsys.readouterr().out  # the fixed port was free both times
+    ids = sorted(row["id"] for f in (again / "shard" / "data").glob("*.parquet")
+                 for row in pq.read_table(f, columns=["id"]).to_pylist())
+    assert ids == sorted(d["id"] for d in corpus)
+    first = json.loads((demo / "tokenize" / "manifest.json").read_text())
+    second = json.loads((again / "tokenize" / "manifest.json").read_text())
+    assert second["files"] == first["files"]
+    assert (again / "tokenize" / "tokenizer.json").read_bytes() == \
+        (demo / "tokenize" / "tokenizer.json").read_bytes()

@@ -64,3 +64,14 @@ def test_server_serves_pages_robots_and_sitemap(tmp_path):
         tree = ET.fromstring(requests.get(f"{base}/sitemap.xml", timeout=5).content)
         locs = [el.text for el in tree.iter("{http://www.sitemaps.org/schemas/sitemap/0.9}loc")]
         assert sorted(locs) == sorted(f"{base}{p.path}" for p in truth.pages)
+
+
+def test_a_taken_port_falls_back_to_a_free_one_with_a_note(tmp_path):
+    generate_site(tmp_path, seed=0)
+    notes = []
+    with serve_site(tmp_path, port=0) as first:
+        taken = int(first.rsplit(":", 1)[1])
+        with serve_site(tmp_path, port=taken, log=notes.append) as second:
+            assert second != first
+            assert requests.get(f"{second}/robots.txt", timeout=5).status_code == 200
+    assert len(notes) == 1 and f"port {taken} unavailable" in notes[0]
