@@ -9,6 +9,7 @@ Both work across the whole dataset, not per worker:
 3. edges are joined into clusters (connected components, in one place: edges are few), documents
    are grouped by cluster, the smallest id is kept and the rest rejected as `near_duplicate`.
 The kept document records its cluster (`dup_cluster`) and how many documents it stood for.
+A document without text is rejected first as `empty_text` (all such would be "duplicates").
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from datasketch import MinHash, MinHashLSH
 
 from pipelines.engine import make_pipeline, run_pipeline
 from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir
-from pipelines.tables import ReadTable, WriteTable, count_in, write_rejected
+from pipelines.tables import ReadTable, WriteTable, count_in, split_empty_text, write_rejected
 from schemas.config import DedupConfig, EngineConfig
 from schemas.document import DOCUMENT_SCHEMA, reject_document
 
@@ -127,9 +128,9 @@ class Deduplicate(beam.PTransform):
     def expand(self, docs):
         config = self.config
         bands, rows = lsh_bands(config)
-        hashed = (docs
-                  | "CountIn" >> count_in(STAGE)
-                  | "TextHash" >> beam.Map(lambda d: {**d, "text_hash": text_hash(d["text"])}))
+        checked = docs | "CountIn" >> count_in(STAGE) | "Check" >> split_empty_text(STAGE)
+        hashed = checked.documents | "TextHash" >> beam.Map(
+            lambda d: {**d, "text_hash": text_hash(d["text"])})
         exact = (hashed
                  | "KeyByHash" >> beam.Map(lambda d: (d["text_hash"], d))
                  | "GroupByHash" >> beam.GroupByKey()
@@ -158,7 +159,8 @@ class Deduplicate(beam.PTransform):
                 | "GroupByCluster" >> beam.GroupByKey()
                 | "KeepNear" >> beam.FlatMap(keep_smallest("near_duplicate"))
                 .with_outputs("rejected", main="kept"))
-        rejected = (exact.rejected, near.rejected) | "AllRejected" >> beam.Flatten()
+        rejected = ((checked.rejected, exact.rejected, near.rejected)
+                    | "AllRejected" >> beam.Flatten())
         return {"documents": near.kept, "rejected": rejected}
 
 

@@ -8,30 +8,27 @@ part of a corpus and is rejected as `empty_text` (a guard; earlier stages should
 from __future__ import annotations
 
 import apache_beam as beam
-from apache_beam import pvalue
 
 from pipelines.engine import make_pipeline, run_pipeline
 from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir
-from pipelines.tables import ReadTable, WriteTable, count_in, write_rejected
+from pipelines.tables import ReadTable, WriteTable, count_in, split_empty_text, write_rejected
 from schemas.config import EngineConfig, ShardConfig
-from schemas.document import DOCUMENT_SCHEMA, reject_document
+from schemas.document import DOCUMENT_SCHEMA
 
 STAGE = "shard"
 
 
-def _check(doc):
-    if not (doc.get("text") or "").strip():
-        yield pvalue.TaggedOutput("rejected", reject_document(STAGE, "empty_text", doc))
-    else:
-        yield doc
+class ShardDocuments(beam.PTransform):
+    """Documents -> the corpus's documents, and `rejected` (`empty_text`)."""
+
+    def expand(self, docs):
+        return docs | "CountIn" >> count_in(STAGE) | "Check" >> split_empty_text(STAGE)
 
 
 def build_shard(stage: StageDir, doc_urls: list[str], config: ShardConfig,
                 engine: EngineConfig) -> dict[str, int]:
     p = make_pipeline(engine)
-    out = (p | "Read" >> ReadTable(doc_urls)
-           | "CountIn" >> count_in(STAGE)
-           | "Check" >> beam.FlatMap(_check).with_outputs("rejected", main="documents"))
+    out = p | "Read" >> ReadTable(doc_urls) | "Shard" >> ShardDocuments()
     out.documents | "WriteCorpus" >> WriteTable(stage.url(DATA_DIR), DOCUMENT_SCHEMA,
                                                 prefix="corpus", num_shards=config.num_shards,
                                                 compression=config.compression)

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
-from schemas.document import REJECTED_SCHEMA
+from schemas.document import REJECTED_SCHEMA, reject_document
 
 
 def stable_hash(text: str) -> int:
@@ -110,3 +110,16 @@ class CountIn(beam.DoFn):
 
 def count_in(stage: str):
     return beam.ParDo(CountIn(stage))
+
+
+def split_empty_text(stage: str):
+    """Documents -> main output with text, and `rejected` (`empty_text`) for none or only blanks:
+    such a document has nothing to deduplicate, shard or tokenize."""
+
+    def check(doc):
+        if (doc.get("text") or "").strip():
+            yield doc
+        else:
+            yield beam.pvalue.TaggedOutput("rejected", reject_document(stage, "empty_text", doc))
+
+    return beam.FlatMap(check).with_outputs("rejected", main="documents")

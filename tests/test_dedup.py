@@ -24,7 +24,8 @@ def test_exact_and_near_duplicates_are_removed_keeping_one():
     lines = b.splitlines()
     near_b = "\n".join(lines[:5] + ["A line the copier added to this page."] + lines[6:])
     docs = [doc("a1", a), doc("a0", "  " + a.upper() + "\n"),  # same after normalization
-            doc("b1", b), doc("b2", near_b), doc("c1", c), doc("d1", d), doc("d2", d)]
+            doc("b1", b), doc("b2", near_b), doc("c1", c), doc("d1", d), doc("d2", d),
+            doc("e1", ""), doc("e2", None)]  # bad input: rejected, not a crash nor a cluster
     with fn_api_pipeline() as p:
         out = p | beam.Create(docs) | Deduplicate(DedupConfig())
         assert_that(out["documents"] | "Kept" >> beam.Map(lambda x: (x["id"], x["dup_count"])),
@@ -33,7 +34,9 @@ def test_exact_and_near_duplicates_are_removed_keeping_one():
                                                                    r["detail"])),
                     equal_to([("a1", "exact_duplicate", "duplicate of a0"),
                               ("d2", "exact_duplicate", "duplicate of d1"),
-                              ("b2", "near_duplicate", "duplicate of b1")]), label="rejected")
+                              ("b2", "near_duplicate", "duplicate of b1"),
+                              ("e1", "empty_text", None), ("e2", "empty_text", None)]),
+                    label="rejected")
 
 
 def test_clusters_join_chains_to_the_smallest_id():

@@ -12,7 +12,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from tokenizers import Tokenizer
 
 from pipelines import jobs
-from pipelines.shard import _check
+from pipelines.shard import ShardDocuments
 from pipelines.tokenize import EncodeDocuments, train_tokenizer, validation_ids
 from schemas.config import EngineConfig, PipelineConfig
 from schemas.document import DOCUMENT_SCHEMA, empty_document
@@ -23,12 +23,13 @@ from tests.conftest import shared
 
 def test_shard_check_rejects_empty_text():
     docs = [empty_document(id="a", url="u:a", text="words"),
-            empty_document(id="b", url="u:b", text="   ")]
+            empty_document(id="b", url="u:b", text="   "),
+            empty_document(id="c", url="u:c", text=None)]
     with fn_api_pipeline() as p:
-        out = p | beam.Create(docs) | beam.FlatMap(_check).with_outputs("rejected", main="docs")
-        assert_that(out.docs | "Ids" >> beam.Map(lambda d: d["id"]), equal_to(["a"]), label="k")
+        out = p | beam.Create(docs) | ShardDocuments()
+        assert_that(out.documents | "Ids" >> beam.Map(lambda d: d["id"]), equal_to(["a"]), label="k")
         assert_that(out.rejected | "Why" >> beam.Map(lambda r: (r["id"], r["reason"])),
-                    equal_to([("b", "empty_text")]), label="r")
+                    equal_to([("b", "empty_text"), ("c", "empty_text")]), label="r")
 
 
 def test_encode_appends_separator_and_rejects_empty():
