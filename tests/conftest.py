@@ -17,9 +17,11 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
 def shared(*parts: str) -> Path:
+    """A path under ../shared/data; its absence fails the test (a skip would hide lost coverage)."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"{path} is missing: the tests read real data from ../shared/data")
+        pytest.fail(f"{path} is missing: the tests read real data from ../shared/data, "
+                    f"which must sit beside the clone", pytrace=False)
     return path
 
 
