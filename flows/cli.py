@@ -181,6 +181,17 @@ def add_train_args(p):
                    help=f"training processes (default {TrainConfig.nproc}; on GPUs, one per GPU)")
 
 
+def common_args(p, func, output: bool) -> None:
+    """What every subcommand takes: engine and training options, `--overwrite` where it writes
+    a dataset folder, and the function that runs it."""
+    if output:
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace whatever the output folder holds")
+    add_engine_args(p)
+    add_train_args(p)
+    p.set_defaults(func=func)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="corpus", description="Build a web corpus (scrape, extract, filter by quality and "
@@ -196,11 +207,7 @@ def parser() -> argparse.ArgumentParser:
                       help="port for the site on 127.0.0.1 (default %(default)s; URLs, and so "
                       "document ids, contain it: a fixed port makes runs repeat; 0 = any free)")
     demo.add_argument("--no-train", action="store_true", help="stop after the token shards")
-    demo.add_argument("--overwrite", action="store_true",
-                      help="replace whatever the output folder holds")
-    add_engine_args(demo)
-    add_train_args(demo)
-    demo.set_defaults(func=cmd_demo)
+    common_args(demo, cmd_demo, output=True)
 
     build = sub.add_parser("build", help="run the flow on your own WARC files (no scrape)")
     build.add_argument("--input", nargs="+", required=True, metavar="PATH",
@@ -210,19 +217,13 @@ def parser() -> argparse.ArgumentParser:
                        "(default: keep all, label each)")
     build.add_argument("--snapshot", help="name recorded in every document's snapshot column")
     build.add_argument("--train", action="store_true", help="train a GPT on the result too")
-    build.add_argument("--overwrite", action="store_true",
-                       help="replace whatever the output folder holds")
-    add_engine_args(build)
-    add_train_args(build)
-    build.set_defaults(func=cmd_build)
+    common_args(build, cmd_build, output=True)
 
     train = sub.add_parser("train", help="train a GPT on a finished dataset's token shards")
     train.add_argument("--dataset", required=True, help="dataset folder made by build or demo")
     train.add_argument("--out", help="where the train/ folder goes (default: the dataset)")
     train.add_argument("--init-from", help="checkpoint (ckpt.pt) to fine-tune from")
-    add_engine_args(train)
-    add_train_args(train)
-    train.set_defaults(func=cmd_train)
+    common_args(train, cmd_train, output=False)
     return p
 
 
