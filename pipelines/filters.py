@@ -78,8 +78,7 @@ class LineRepetition:
 
 
 def quality_filters(config: FilterConfig) -> list:
-    return [MinLength(config.min_chars), AlphaRatio(config.min_alpha_ratio),
-            LineRepetition(config.max_line_repeat_ratio)]
+    return [MinLength(config.quality.min_chars), AlphaRatio(0.6), LineRepetition(0.3)]
 
 
 class LanguageIdentifier:
@@ -106,7 +105,7 @@ class FilterDoFn(beam.DoFn):
 
     def setup(self):
         self.filters = quality_filters(self.config)
-        self.lid = LanguageIdentifier(self.config.lid_model or default_lid_model())
+        self.lid = LanguageIdentifier(self.config.langid.model or default_lid_model())
         self.keep_langs = set(self.config.langs)
 
     def process(self, doc: dict):

@@ -6,6 +6,8 @@ Stage folders under a dataset root: scrape/ extract/ filter/ dedup/ shard/ token
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from pipelines import dedup, extract, filters, scrape, shard, tokenize
 from pipelines.stage import DATA_DIR, StageDir, StageResult, run_stage, sha256_file
 from pipelines.warc import check_warc_file
@@ -60,7 +62,7 @@ def describe_warcs(urls: list[str]) -> list[dict]:
 def run_extract(root: str, warc_urls: list[str], config: PipelineConfig) -> StageResult:
     return run_stage(
         root, extract.STAGE, inputs=describe_warcs(warc_urls),
-        config={"extract": config.extract.__dict__, "snapshot": config.snapshot,
+        config={"extract": asdict(config.extract), "read": asdict(config.read), "snapshot": config.snapshot,
                 "shards": config.shard.num_shards},
         build=lambda st: extract.build_extract(st, warc_urls, config.extract, config.snapshot,
                                                config.shard.num_shards, config.engine))
@@ -68,9 +70,8 @@ def run_extract(root: str, warc_urls: list[str], config: PipelineConfig) -> Stag
 
 def run_filter(root: str, config: PipelineConfig) -> StageResult:
     urls, inputs = upstream(root, extract.STAGE)
-    settings = {**config.filter.__dict__, "langs": list(config.filter.langs)}
     return run_stage(
-        root, filters.STAGE, inputs=inputs, config={"filter": settings},
+        root, filters.STAGE, inputs=inputs, config={"filter": asdict(config.filter)},
         build=lambda st: filters.build_filter(st, urls, config.filter, config.shard.num_shards,
                                               config.engine))
 

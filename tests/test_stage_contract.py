@@ -9,7 +9,7 @@ import pytest
 
 from pipelines import jobs
 from pipelines.stage import MARKER, AccountingError, StageDir, run_stage
-from schemas.config import EngineConfig, FilterConfig, PipelineConfig
+from schemas.config import EngineConfig, FilterConfig, PipelineConfig, QualityConfig
 from tests.conftest import shared
 
 IN_MEMORY = EngineConfig(workers=1, running_mode="in_memory")
@@ -26,7 +26,7 @@ def test_rerun_skips_and_config_change_reruns(tmp_path):
     again = jobs.run_extract(str(tmp_path), warcs(), config)
     assert again.skipped and again.manifest == first.manifest
     jobs.run_filter(str(tmp_path), config)
-    stricter = PipelineConfig(engine=IN_MEMORY, filter=FilterConfig(min_chars=5000))
+    stricter = PipelineConfig(engine=IN_MEMORY, filter=FilterConfig(quality=QualityConfig(min_chars=5000)))
     rerun = jobs.run_filter(str(tmp_path), stricter)
     assert not rerun.skipped
     assert rerun.counts["rejected"].get("too_short", 0) > 0
