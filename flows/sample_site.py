@@ -101,8 +101,17 @@ def paragraphs_html(paragraphs: list[list[str]]) -> str:
     return "".join("<p>" + html.escape(" ".join(p)) + "</p>" for p in paragraphs)
 
 
+def sentence(fake: Faker) -> str:
+    """A ten-word sentence of the locale's words. English gets its function words between them,
+    as real English has: Gopher's quality rule drops English pages without "the", "of", "and"."""
+    if fake.locales[0] != "en_US":
+        return fake.sentence(nb_words=10)
+    w = fake.words(nb=7)
+    return f"The {w[0]} {w[1]} of the {w[2]} and {w[3]} {w[4]} to {w[5]} with {w[6]}."
+
+
 def article(fake: Faker, n_paragraphs: int = 4, n_sentences: int = 4) -> list[list[str]]:
-    return [[fake.sentence(nb_words=10) for _ in range(n_sentences)] for _ in range(n_paragraphs)]
+    return [[sentence(fake) for _ in range(n_sentences)] for _ in range(n_paragraphs)]
 
 
 def generate_site(root: Path, seed: int = 0, pages_per_lang: int = 6) -> SiteTruth:
@@ -144,7 +153,7 @@ def generate_site(root: Path, seed: int = 0, pages_per_lang: int = 6) -> SiteTru
         original = f"/{lang}/article-{i % pages_per_lang}.html"
         title, paras = articles[original]
         changed = [list(p) for p in paras]
-        changed[-1][1] = fakers[lang].sentence(nb_words=10)
+        changed[-1][1] = sentence(fakers[lang])
         path = f"/syndicated/{lang}-{i}.html"
         write(path, chrome(title, paragraphs_html(changed)))
         pages.append(PageTruth(path, "near_dup", lang, title, dup_of=original,

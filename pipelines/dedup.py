@@ -99,7 +99,7 @@ def keep_smallest(stage_reason: str):
         yield keeper
         for doc in docs[1:]:
             yield pvalue.TaggedOutput("rejected", reject_document(
-                STAGE, stage_reason, doc, f"duplicate of {keeper['id']}"))
+                STAGE, stage_reason, doc, f"duplicate of {keeper['id']}", related_id=keeper["id"]))
 
     return split
 

@@ -1,129 +1,180 @@
-"""Extract stage: WARC records -> documents with the main text of each HTML page (trafilatura).
+"""Extract stage: input records -> documents.
 
-Each page record yields a document or a rejected row: `http_<status>` for non-200 responses,
-`revisit` for revisit records (no payload), `not_html` for other content types, `no_text` when
-trafilatura finds no main text, `extract_error` when it fails, `corrupt_record` for broken WARC.
+Readers (`pipelines/readers/`) turn every input file (WARC, ARC, WET, JSONL, Parquet) into
+records or counted rejects. A text record (WET conversion, JSONL, Parquet) is already a document's
+text; a captured page is reduced to its main text and metadata with trafilatura
+(`pipelines/html.py`, in a child process with a per-document time limit).
+
+Rejects: `revisit` (no payload), `http_<status>` (not a 200; an unknown status passes),
+`not_html`, `no_text` (nothing left), `extract_error`, `extract_timeout`, and what the readers
+reject (`corrupt_record`, `too_large`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
-from datetime import datetime
+from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 import apache_beam as beam
-import trafilatura
 from apache_beam import pvalue
+from apache_beam.metrics import Metrics
 
 from pipelines.engine import make_pipeline, run_pipeline
+from pipelines.html import ExtractTimeout, TimedExtractor
+from pipelines.readers import read_records
 from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir
 from pipelines.tables import WriteTable, count_in, write_rejected
-from pipelines.warc import read_warc_records
-from schemas.config import EngineConfig, ExtractConfig
+from schemas.config import EngineConfig, ExtractConfig, ReadConfig
 from schemas.document import DOCUMENT_SCHEMA, empty_document, rejected_record
 
 STAGE = "extract"
+TEXT_FORMATS_WITH_IDS = ("jsonl", "parquet")
 
 
-def document_id(url: str, content_digest: str) -> str:
-    """Stable id: the URL and the payload digest (two different captures of a URL differ)."""
-    return hashlib.sha256(f"{url}\n{content_digest}".encode()).hexdigest()[:32]
+def document_id(url: str | None, content_digest: str, source: str = "") -> str:
+    """Stable id: the URL and the payload digest (two captures of a URL differ); a record
+    without a URL is named by its place in its source file instead."""
+    return hashlib.sha256(f"{url or source}\n{content_digest}".encode()).hexdigest()[:32]
 
 
-def parse_warc_date(value: str | None):
+def parse_fetch_time(value: str | None):
     if not value:
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
+    if parsed.tzinfo is None:  # the column is UTC; a naive time is taken as UTC
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed
 
 
 def looks_like_html(content_type: str, body: bytes) -> bool:
     if content_type:
-        return "html" in content_type.lower()
-    head = body[:512].lstrip().lower()
-    return head.startswith(b"<!doctype html") or head.startswith(b"<html")
+        lowered = content_type.lower()
+        if "html" in lowered:
+            return True
+        if not lowered.startswith(("text/plain", "application/octet-stream", "unk")):
+            return False
+    head = body[:1024].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")) \
+        and (b"<html" in head or b"<!doctype html" in head)
 
 
-class ReadWarc(beam.DoFn):
-    """WARC file URL -> page records; broken records to the `rejected` output."""
+def _host(url: str | None) -> str | None:
+    if not url:
+        return None
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
+
+
+class ReadInputs(beam.DoFn):
+    """Input file URL -> records; broken and oversize records to `rejected`."""
+
+    def __init__(self, config: ReadConfig):
+        self.config = config
 
     def process(self, url: str):
-        for kind, row in read_warc_records(url, STAGE):
-            yield row if kind == "page" else pvalue.TaggedOutput("rejected", row)
+        for kind, row in read_records(url, self.config, STAGE):
+            if kind == "record":
+                Metrics.counter(STAGE, f"read_{row['format']}").inc()
+                yield row
+            else:
+                yield pvalue.TaggedOutput("rejected", row)
 
 
 class ExtractText(beam.DoFn):
+    """A record -> a document, or a reject with its reason."""
+
     def __init__(self, config: ExtractConfig, snapshot: str):
         self.config, self.snapshot = config, snapshot
 
     def setup(self):
-        logging.getLogger("trafilatura").setLevel(logging.ERROR)
-        logging.getLogger("htmldate").setLevel(logging.ERROR)
+        self.extractor = TimedExtractor(self.config.timeout_s, {
+            "favor_precision": self.config.favor_precision,
+            "include_tables": self.config.include_tables, "fast": self.config.fast})
 
-    def process(self, page: dict):
+    def teardown(self):
+        self.extractor.close()
+
+    def process(self, rec: dict):
         def reject(reason, detail=None):
+            Metrics.counter(STAGE, f"rejected_{reason}").inc()
             return pvalue.TaggedOutput("rejected", rejected_record(
-                STAGE, reason, url=page["url"], detail=detail, source_file=page["source_file"],
-                source_offset=page["source_offset"]))
+                STAGE, reason, url=rec["url"], id=rec.get("id"), detail=detail,
+                source_file=rec["source_file"], source_offset=rec["source_offset"]))
 
-        if page["record_type"] == "revisit":
-            yield reject("revisit", "revisit record: no payload")
-            return
-        if page["status"] != 200:
-            yield reject(f"http_{page['status']}")
-            return
-        if not looks_like_html(page["content_type"], page["body"]):
-            yield reject("not_html", page["content_type"] or "no content type")
-            return
-        try:
-            result = trafilatura.bare_extraction(
-                page["body"], url=page["url"], with_metadata=True,
-                favor_precision=self.config.favor_precision, include_comments=False,
-                include_tables=self.config.include_tables)
-        except Exception as err:  # a broken page must not stop the job
-            yield reject("extract_error", f"{type(err).__name__}: {err}")
-            return
-        text = (result.text or "").strip() if result is not None else ""
-        if not text:
+        if rec["kind"] == "text":
+            fields = {"text": (rec["text"] or "").strip(), "title": rec.get("title")}
+        else:
+            if rec["record_type"] == "revisit":
+                yield reject("revisit", "revisit record: no payload")
+                return
+            if rec["status"] is not None and rec["status"] != 200:
+                yield reject(f"http_{rec['status']}")
+                return
+            if not looks_like_html(rec["content_type"], rec["body"] or b""):
+                yield reject("not_html", rec["content_type"] or "no content type")
+                return
+            try:
+                fields = self.extractor.extract(rec["body"], rec["url"], rec["content_type"])
+            except ExtractTimeout:
+                yield reject("extract_timeout", f"over {self.config.timeout_s:g} s")
+                return
+            except RuntimeError as err:  # a broken page must not stop the job
+                yield reject("extract_error", str(err))
+                return
+            if fields is None:
+                fields = {"text": ""}
+        if not fields["text"]:
             yield reject("no_text")
             return
-        url = page["url"]
+        url = rec["url"]
+        source = f"{rec['source_file'].rsplit('/', 1)[-1]}:{rec['source_offset']}"
+        # A JSONL/Parquet record's own id is kept; an archive's record ids are random UUIDs
+        # per crawl, so captures are named by URL and payload, the same in every crawl.
+        own_id = rec["id"] if rec["format"] in TEXT_FORMATS_WITH_IDS else None
         yield empty_document(
-            id=document_id(url, page["digest"]), url=url, host=urlsplit(url).hostname,
-            fetch_time=parse_warc_date(page["fetch_time"]), source_file=page["source_file"],
-            source_offset=page["source_offset"], snapshot=self.snapshot,
-            title=result.title, text=text)
+            id=own_id or document_id(url, rec["digest"], source), url=url,
+            host=_host(url), fetch_time=parse_fetch_time(rec["fetch_time"]),
+            source_file=rec["source_file"], source_offset=rec["source_offset"],
+            source_format=rec["format"], snapshot=self.snapshot, title=fields.get("title"),
+            author=fields.get("author"), date=fields.get("date"),
+            sitename=fields.get("sitename"), text=fields["text"], metadata=rec.get("metadata"))
 
 
 class ExtractDocuments(beam.PTransform):
-    """WARC file URLs -> documents (main output) and `rejected`."""
+    """Input file URLs -> documents (main output) and `rejected`."""
 
-    def __init__(self, config: ExtractConfig, snapshot: str):
+    def __init__(self, config: ExtractConfig, snapshot: str, read: ReadConfig | None = None):
         super().__init__()
-        self.config, self.snapshot = config, snapshot
+        self.config, self.snapshot, self.read = config, snapshot, read or ReadConfig()
 
     def expand(self, files):
-        read = files | "ReadWarc" >> beam.ParDo(ReadWarc()).with_outputs("rejected", main="pages")
+        read = files | "Read" >> beam.ParDo(ReadInputs(self.read)) \
+            .with_outputs("rejected", main="records")
         # A broken record is a record in too: it is accounted for as rejected.
         broken = read.rejected | "CountBroken" >> count_in(STAGE)
-        pages = (read.pages
-                 | "Spread" >> beam.Reshuffle()
-                 | "CountIn" >> count_in(STAGE))
-        out = pages | "Extract" >> beam.ParDo(ExtractText(self.config, self.snapshot)) \
+        records = (read.records
+                   | "Spread" >> beam.Reshuffle()
+                   | "CountIn" >> count_in(STAGE))
+        out = records | "Extract" >> beam.ParDo(ExtractText(self.config, self.snapshot)) \
             .with_outputs("rejected", main="documents")
         rejected = (broken, out.rejected) | "AllRejected" >> beam.Flatten()
         return {"documents": out.documents, "rejected": rejected}
 
 
-def build_extract(stage: StageDir, warc_urls: list[str], config: ExtractConfig, snapshot: str,
-                  num_shards: int, engine: EngineConfig) -> dict[str, int]:
+def build_extract(stage: StageDir, input_urls: list[str], config: ExtractConfig,
+                  read: ReadConfig, snapshot: str, num_shards: int,
+                  engine: EngineConfig) -> dict[str, int]:
     p = make_pipeline(engine)
-    out = (p | "Files" >> beam.Create(sorted(warc_urls))
-           | "Extract" >> ExtractDocuments(config, snapshot))
+    out = (p | "Files" >> beam.Create(sorted(input_urls))
+           | "Extract" >> ExtractDocuments(config, snapshot, read))
     out["documents"] | "WriteDocs" >> WriteTable(stage.url(DATA_DIR), DOCUMENT_SCHEMA,
                                                  num_shards=num_shards)
     write_rejected(out["rejected"], stage.url(REJECTED_DIR))
     return run_pipeline(p)
+

@@ -10,8 +10,8 @@ from dataclasses import asdict
 
 from pipelines import dedup, extract, filters, scrape, shard, tokenize
 from pipelines.stage import DATA_DIR, StageDir, StageResult, run_stage, sha256_file
-from pipelines.warc import check_warc_file
-from schemas.config import PipelineConfig
+from pipelines.readers import detect_reader
+from schemas.config import PipelineConfig, ReadConfig
 
 STAGES = ("scrape", "extract", "filter", "dedup", "shard", "tokenize")
 
@@ -47,29 +47,37 @@ def scraped_warcs(root: str) -> list[str]:
     return [stage.url(p[len(stage.path) + 1:]) for p in stage.files(DATA_DIR, ".warc.gz")]
 
 
-def describe_warcs(urls: list[str]) -> list[dict]:
-    """Check every WARC input opens (WarcFileError otherwise) and pin it by content hash."""
+def describe_inputs(urls: list[str], read: ReadConfig) -> list[dict]:
+    """Check every input is a readable format (InputError otherwise) and pin it by content
+    hash and format."""
     import fsspec
 
     described = []
     for url in urls:
-        check_warc_file(url)
+        reader = detect_reader(url, read)
         fs, path = fsspec.core.url_to_fs(url)
-        described.append({"path": url, "sha256": sha256_file(fs, path)})
+        described.append({"path": url, "format": reader.name, "sha256": sha256_file(fs, path)})
     return described
 
 
-def run_extract(root: str, warc_urls: list[str], config: PipelineConfig) -> StageResult:
+def run_extract(root: str, input_urls: list[str], config: PipelineConfig) -> StageResult:
     return run_stage(
-        root, extract.STAGE, inputs=describe_warcs(warc_urls),
-        config={"extract": asdict(config.extract), "read": asdict(config.read), "snapshot": config.snapshot,
-                "shards": config.shard.num_shards},
-        build=lambda st: extract.build_extract(st, warc_urls, config.extract, config.snapshot,
-                                               config.shard.num_shards, config.engine))
+        root, extract.STAGE, inputs=describe_inputs(input_urls, config.read),
+        config={"extract": asdict(config.extract), "read": asdict(config.read),
+                "snapshot": config.snapshot, "shards": config.shard.num_shards},
+        build=lambda st: extract.build_extract(st, input_urls, config.extract, config.read,
+                                               config.snapshot, config.shard.num_shards,
+                                               config.engine))
 
 
 def run_filter(root: str, config: PipelineConfig) -> StageResult:
     urls, inputs = upstream(root, extract.STAGE)
+    blocklist = config.filter.quality.url_blocklist
+    if blocklist:  # its content, not only its path, decides what is dropped
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(blocklist)
+        inputs = inputs + [{"path": blocklist, "sha256": sha256_file(fs, path)}]
     return run_stage(
         root, filters.STAGE, inputs=inputs, config={"filter": asdict(config.filter)},
         build=lambda st: filters.build_filter(st, urls, config.filter, config.shard.num_shards,

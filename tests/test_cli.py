@@ -35,14 +35,14 @@ def one_line_error(out, *needles):
 
 def test_missing_input(tmp_path):
     one_line_error(corpus("build", "--input", str(tmp_path / "nope.warc.gz"), "--output",
-                          str(tmp_path / "out")), "input not found", "nope.warc.gz")
+                          str(tmp_path / "out")), "no such file", "nope.warc.gz")
 
 
 def test_corrupt_or_non_warc_input(tmp_path):
     fake = tmp_path / "fake.warc.gz"
     fake.write_bytes(b"\x1f\x8b\x08\x00 this is not really gzip")
     one_line_error(corpus("build", "--input", str(fake), "--output", str(tmp_path / "out")),
-                   "not a readable WARC", "fake.warc.gz")
+                   "broken gzip", "fake.warc.gz")
     text = shared("text", "tinyshakespeare.txt")
     one_line_error(corpus("build", "--input", str(text), "--output", str(tmp_path / "out2")),
                    "tinyshakespeare.txt")

@@ -7,8 +7,8 @@ import trafilatura
 
 from flows.sample_site import generate_site, serve_site
 from pipelines.dedup import minhash_signature
-from pipelines.filters import LanguageIdentifier, default_lid_model
-from schemas.config import DedupConfig
+from pipelines.langid import LanguageIdentifier
+from schemas.config import DedupConfig, LangIdConfig
 
 
 def test_generation_is_deterministic(tmp_path):
@@ -25,7 +25,7 @@ def test_generation_is_deterministic(tmp_path):
 
 def test_planted_truth_holds(tmp_path):
     truth = generate_site(tmp_path, seed=0)
-    lid = LanguageIdentifier(default_lid_model())
+    lid = LanguageIdentifier(LangIdConfig())
     texts = {}
     for page in truth.pages:
         if page.kind == "junk":

@@ -1,0 +1,212 @@
+"""HTML -> main text and metadata (trafilatura), under a per-document time limit.
+
+A pathological page can keep trafilatura busy for minutes, and a Python thread cannot be stopped,
+so extraction runs in a child process (`python -m pipelines.html`) that the extract DoFn feeds
+one page at a time over a pipe. When a page takes longer than the limit, the child is killed, the
+page becomes an `extract_timeout` reject and a fresh child takes the next page: the worker is
+never stuck. The child also decodes the bytes: the charset declared in the HTTP header, else in
+the page's `<meta>`, else UTF-8 when it decodes cleanly, else the detected one.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import os
+import pickle
+import re
+import select
+import struct
+import subprocess
+import sys
+import time
+
+_META_CHARSET = re.compile(
+    rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.IGNORECASE)
+_HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?\s*([a-zA-Z0-9_.:-]+)", re.IGNORECASE)
+_FRAME = struct.Struct("<Q")
+
+
+class ExtractTimeout(Exception):
+    """The page took longer than the time limit."""
+
+
+def _codec(name: str | None) -> str | None:
+    if not name:
+        return None
+    try:
+        return codecs.lookup(name.strip().strip("\"'")).name
+    except LookupError:
+        return None
+
+
+def decode_html(body: bytes, content_type: str = "") -> tuple[str, str]:
+    """(text, charset used). Declared charsets win over guessing; a declared charset that
+    does not decode the bytes cleanly is not trusted (pages lie about their charset)."""
+    if body.startswith(codecs.BOM_UTF8):
+        return body[len(codecs.BOM_UTF8):].decode("utf-8", errors="replace"), "utf-8"
+    header = _HEADER_CHARSET.search(content_type or "")
+    meta = _META_CHARSET.search(body[:4096])
+    for declared in (header.group(1) if header else None,
+                     meta.group(1).decode("ascii", "ignore") if meta else None):
+        codec = _codec(declared)
+        if codec in ("utf-16", "utf-32"):  # a <meta> read as ASCII cannot be UTF-16
+            codec = None
+        if codec:
+            try:
+                return body.decode(codec), codec
+            except UnicodeDecodeError:
+                continue
+    try:
+        return body.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    codec = detect_charset(body) or "cp1252"
+    return body.decode(codec, errors="replace"), codec
+
+
+def detect_charset(body: bytes) -> str | None:
+    """charset_normalizer's guess, except that windows-1252 (what browsers assume for
+    undeclared legacy pages) wins a near tie: on short Western European text the detector
+    cannot tell it from its Baltic and Central European cousins."""
+    from charset_normalizer import from_bytes
+
+    matches = list(from_bytes(body[:200_000]))
+    if not matches:
+        return None
+    best = matches[0]
+    for match in matches:
+        if _codec(match.encoding) == "cp1252" and match.chaos <= best.chaos + 0.1 \
+                and match.coherence >= best.coherence - 0.02:
+            return "cp1252"
+    return _codec(best.encoding)
+
+
+def extract_page(body: bytes, url: str | None, content_type: str, options: dict) -> dict | None:
+    """Main text and metadata of one page, or None when trafilatura finds no main text."""
+    import trafilatura
+
+    html, charset = decode_html(body, content_type)
+    result = trafilatura.bare_extraction(
+        html, url=url, with_metadata=True, include_comments=False,
+        favor_precision=options.get("favor_precision", True),
+        include_tables=options.get("include_tables", False),
+        fast=options.get("fast", False))
+    if result is None:
+        return None
+    text = (result.text or "").strip()
+    return {"text": text, "title": result.title or None, "author": result.author or None,
+            "date": result.date or None, "sitename": result.sitename or None,
+            "charset": charset}
+
+
+def _write_frame(stream, obj) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_FRAME.pack(len(data)) + data)
+    stream.flush()
+
+
+def _read_exact(stream, n: int) -> bytes:
+    chunks, left = [], n
+    while left:
+        chunk = stream.read(left)
+        if not chunk:
+            raise EOFError("the other side closed the pipe")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def serve(stdin=None, stdout=None) -> None:
+    """The child's loop: (body, url, content_type, options) in, ("ok", result) or
+    ("error", message) out, until the pipe closes."""
+    stdin = stdin or sys.stdin.buffer
+    stdout = stdout or sys.stdout.buffer
+    for name in ("trafilatura", "htmldate", "courlan", "charset_normalizer"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    import trafilatura  # noqa: F401  (imported before "ready": start-up is not a page's time)
+
+    _write_frame(stdout, ("ready", None))
+    while True:
+        try:
+            (size,) = _FRAME.unpack(_read_exact(stdin, _FRAME.size))
+        except EOFError:
+            return
+        body, url, content_type, options = pickle.loads(_read_exact(stdin, size))
+        try:
+            reply = ("ok", extract_page(body, url, content_type, options))
+        except Exception as err:  # a broken page is that page's problem, not the child's
+            reply = ("error", f"{type(err).__name__}: {err}")
+        _write_frame(stdout, reply)
+
+
+class TimedExtractor:
+    """Runs `extract_page` in a child process with a wall-clock limit per page."""
+
+    def __init__(self, timeout_s: float, options: dict):
+        self.timeout_s, self.options = timeout_s, options
+        self.proc: subprocess.Popen | None = None
+
+    def _start(self, startup_s: float = 120.0) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "pipelines.html"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        try:
+            self._reply(time.monotonic() + startup_s)  # ("ready", None)
+        except (ExtractTimeout, EOFError) as err:
+            self.close()
+            raise RuntimeError(f"the extraction process did not start ({err!r})") from None
+
+    def extract(self, body: bytes, url: str | None, content_type: str) -> dict | None:
+        """The page's result; ExtractTimeout past the limit; RuntimeError if extraction
+        raised (its message) or the child died."""
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        try:
+            _write_frame(self.proc.stdin, (body, url, content_type, self.options))
+            status, value = self._reply(time.monotonic() + self.timeout_s)
+        except ExtractTimeout:
+            self.close()
+            raise
+        except (EOFError, BrokenPipeError, OSError) as err:
+            self.close()
+            raise RuntimeError(f"extraction process died ({err})") from None
+        if status == "error":
+            raise RuntimeError(value)
+        return value
+
+    def _reply(self, deadline: float):
+        out = self.proc.stdout
+        header = self._read_until(out, _FRAME.size, deadline)
+        (size,) = _FRAME.unpack(header)
+        return pickle.loads(self._read_until(out, size, deadline))
+
+    def _read_until(self, out, n: int, deadline: float) -> bytes:
+        chunks, left, fd = [], n, out.fileno()
+        while left:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                raise ExtractTimeout()
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                raise EOFError("extraction process exited")
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+if __name__ == "__main__":
+    serve()
