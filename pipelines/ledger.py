@@ -80,12 +80,12 @@ def trace(root: str, url: str) -> list[Fate]:
 
 def _trace_exact(stages: list[StageDir], url: str) -> list[Fate]:
     fates: list[Fate] = []
-    settled: set = set()  # ids (or sources) already explained
+    settled: set = set()  # (id, source) of records already explained
     rejected_cols = ["stage", "reason", "url", "id", "detail", "related_id", "source_file",
                      "source_offset"]
     for stage in stages:
         for _path, row in _rows(stage, REJECTED_DIR, "url", [url], rejected_cols):
-            key = row["id"] or _source(row) or (stage.name, row["reason"])
+            key = (row["id"], _source(row))
             if key in settled:
                 continue
             settled.add(key)
@@ -99,7 +99,7 @@ def _trace_exact(stages: list[StageDir], url: str) -> list[Fate]:
     if corpus is not None:
         for path, row in _rows(corpus, DATA_DIR, "url", [url],
                                ["id", "url", "lang", "source_file", "source_offset"]):
-            if row["id"] in settled:
+            if (row["id"], _source(row)) in settled:
                 continue
             fates.append(Fate(url=url, id=row["id"], outcome="kept", stage=CORPUS_STAGE,
                               location=posixpath.relpath(path, posixpath.dirname(corpus.path)),

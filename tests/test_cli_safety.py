@@ -57,6 +57,18 @@ def test_unknown_language_codes_are_refused_before_anything_runs(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_bad_language_id_settings_are_refused_before_anything_runs(tmp_path):
+    warc = str(shared("warc", "dolma-sample-0000.warc.gz"))
+    junk = tmp_path / "model.bin"
+    junk.write_text("not a fastText model")
+    for extra, needle in ((["--lid-model", str(junk)], "wrong file format"),
+                          (["--lid-model", str(tmp_path / "absent.bin")], "not found"),
+                          (["--lid-backends", "cld3"], "fasttext and/or lingua")):
+        one_line_error(corpus("build", "--input", warc, "--output", str(tmp_path / "o"), *extra),
+                       needle)
+    assert not (tmp_path / "o").exists()
+
+
 def test_an_input_inside_the_output_is_refused_and_nothing_is_removed(tmp_path):
     out = tmp_path / "ow"
     out.mkdir()
@@ -156,12 +168,16 @@ def test_memory_urls_end_to_end(capsys):
     assert not os.path.exists("memory:") and not os.path.exists("e2e-probe")
 
 
-def test_file_urls_end_to_end(tmp_path, capsys):
+def test_file_urls_end_to_end_with_the_corpus_partitioned_by_language(tmp_path, capsys):
     write_jsonl(f"file://{tmp_path}/in/docs.jsonl", langid_docs(2))
     out = f"file://{tmp_path}/out"
     assert main(["build", "--input", f"file://{tmp_path}/in", "--output", out, "--until",
-                 "filter", *FAST]) == 0
-    assert (tmp_path / "out" / "filter" / "_SUCCESS").exists()
+                 "shard", "--partition-by-lang", *FAST]) == 0
+    data = tmp_path / "out" / "shard" / "data"
+    assert sorted(p.name for p in data.iterdir()) == ["de", "en", "fr"]
+    for lang in ("de", "en", "fr"):
+        rows = pq.read_table(next((data / lang).glob("corpus-*.parquet"))).to_pylist()
+        assert rows and {r["lang"] for r in rows} == {lang}
     assert not Path("file:").exists()
 
 
