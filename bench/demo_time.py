@@ -20,17 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_name  # bench/ is on sys.path when this runs as a script
+
 STAGES = ["scrape", "extract", "filter", "dedup", "shard", "tokenize"]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown cpu"
 
 
 def run_once(output: Path, steps: int) -> dict:

@@ -24,7 +24,7 @@ from pipelines.engine import make_pipeline, run_pipeline
 from pipelines.html import ExtractTimeout, TimedExtractor
 from pipelines.readers import read_records
 from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir
-from pipelines.tables import WriteTable, count_in, write_rejected
+from pipelines.tables import WriteTable, write_rejected
 from schemas.config import EngineConfig, ExtractConfig, ReadConfig
 from schemas.document import DOCUMENT_SCHEMA, empty_document, rejected_record
 
@@ -71,26 +71,14 @@ def _host(url: str | None) -> str | None:
         return None
 
 
-class ReadInputs(beam.DoFn):
-    """Input file URL -> records; broken and oversize records to `rejected`."""
+class ExtractFiles(beam.DoFn):
+    """An input file -> its documents, and a reject with its reason for every other record.
 
-    def __init__(self, config: ReadConfig):
-        self.config = config
+    Records are extracted where they are read: page bodies never cross a shuffle (only file
+    names do), so memory stays flat whatever the size of the crawl."""
 
-    def process(self, url: str):
-        for kind, row in read_records(url, self.config, STAGE):
-            if kind == "record":
-                Metrics.counter(STAGE, f"read_{row['format']}").inc()
-                yield row
-            else:
-                yield pvalue.TaggedOutput("rejected", row)
-
-
-class ExtractText(beam.DoFn):
-    """A record -> a document, or a reject with its reason."""
-
-    def __init__(self, config: ExtractConfig, snapshot: str):
-        self.config, self.snapshot = config, snapshot
+    def __init__(self, config: ExtractConfig, read: ReadConfig, snapshot: str):
+        self.config, self.read, self.snapshot = config, read, snapshot
 
     def setup(self):
         self.extractor = TimedExtractor(self.config.timeout_s, {
@@ -100,7 +88,18 @@ class ExtractText(beam.DoFn):
     def teardown(self):
         self.extractor.close()
 
-    def process(self, rec: dict):
+    def process(self, url: str):
+        records_in = Metrics.counter(STAGE, "records_in")
+        for kind, row in read_records(url, self.read, STAGE):
+            records_in.inc()  # a broken record is a record in too: it is counted as rejected
+            if kind == "record":
+                Metrics.counter(STAGE, f"read_{row['format']}").inc()
+                yield from self.extract(row)
+            else:
+                Metrics.counter(STAGE, f"rejected_{row['reason']}").inc()
+                yield pvalue.TaggedOutput("rejected", row)
+
+    def extract(self, rec: dict):
         def reject(reason, detail=None):
             Metrics.counter(STAGE, f"rejected_{reason}").inc()
             return pvalue.TaggedOutput("rejected", rejected_record(
@@ -154,17 +153,11 @@ class ExtractDocuments(beam.PTransform):
         self.config, self.snapshot, self.read = config, snapshot, read or ReadConfig()
 
     def expand(self, files):
-        read = files | "Read" >> beam.ParDo(ReadInputs(self.read)) \
-            .with_outputs("rejected", main="records")
-        # A broken record is a record in too: it is accounted for as rejected.
-        broken = read.rejected | "CountBroken" >> count_in(STAGE)
-        records = (read.records
-                   | "Spread" >> beam.Reshuffle()
-                   | "CountIn" >> count_in(STAGE))
-        out = records | "Extract" >> beam.ParDo(ExtractText(self.config, self.snapshot)) \
-            .with_outputs("rejected", main="documents")
-        rejected = (broken, out.rejected) | "AllRejected" >> beam.Flatten()
-        return {"documents": out.documents, "rejected": rejected}
+        out = (files
+               | "SpreadFiles" >> beam.Reshuffle()  # file names, not pages, go to the workers
+               | "ReadExtract" >> beam.ParDo(ExtractFiles(self.config, self.read, self.snapshot))
+               .with_outputs("rejected", main="documents"))
+        return {"documents": out.documents, "rejected": out.rejected}
 
 
 def build_extract(stage: StageDir, input_urls: list[str], config: ExtractConfig,

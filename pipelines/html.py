@@ -83,21 +83,27 @@ def detect_charset(body: bytes) -> str | None:
 
 
 def extract_page(body: bytes, url: str | None, content_type: str, options: dict) -> dict | None:
-    """Main text and metadata of one page, or None when trafilatura finds no main text."""
+    """Main text and metadata of one page, or None when it has no main text. The page is parsed
+    once: metadata is read from what it declares (`pipelines/page_meta.py`), the main text is
+    trafilatura's (without its own, far slower, metadata search)."""
     import trafilatura
+    from trafilatura.utils import load_html
+
+    from pipelines.page_meta import page_metadata
 
     html, charset = decode_html(body, content_type)
+    tree = load_html(html)
+    if tree is None:
+        return None
+    meta = page_metadata(tree, url)
     result = trafilatura.bare_extraction(
-        html, url=url, with_metadata=True, include_comments=False,
+        tree, url=url, with_metadata=False, include_comments=False,
         favor_precision=options.get("favor_precision", True),
         include_tables=options.get("include_tables", False),
         fast=options.get("fast", False))
     if result is None:
         return None
-    text = (result.text or "").strip()
-    return {"text": text, "title": result.title or None, "author": result.author or None,
-            "date": result.date or None, "sitename": result.sitename or None,
-            "charset": charset}
+    return {"text": (result.text or "").strip(), **meta, "charset": charset}
 
 
 def _write_frame(stream, obj) -> None:

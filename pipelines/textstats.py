@@ -42,6 +42,7 @@ _TOKEN = regex.compile(
     rf"|(?P<sea>[[{SEA}]&&[\p{{L}}\p{{M}}]]+)"
     rf"|(?P<word>{_WORD_CHAR}+(?:[-'’.,]{_WORD_CHAR}+)*)", regex.V1)
 _HAS_LETTER = regex.compile(r"[\p{L}\p{M}]")
+_SPACELESS = regex.compile(rf"[{CJK}{SEA}]")
 _NOT_LETTER = regex.compile(r"[^\p{L}\p{M}]+")
 _SPACE = regex.compile(r"\s+")
 _NOT_UNPUNCTUATED = regex.compile(r"[^\p{Thai}\p{Lao}]+")  # scripts with no sentence full stop
@@ -154,23 +155,27 @@ class TextStats:
         out, starts, ends, offset = [], array("q"), array("q"), 0
         cjk_weight, sea_chars = 1 / CHARS_PER_WORD["cjk"], CHARS_PER_WORD["sea"]
         for line in self.lines:
-            tokens, words, n_words, n_alpha = [], [], 0.0, 0.0
-            for match in _TOKEN.finditer(line):
-                token, kind = match.group(), match.lastgroup
-                tokens.append(token)
-                starts.append(offset + match.start())
-                ends.append(offset + match.end())
+            matches = list(_TOKEN.finditer(line))
+            tokens = [m.group() for m in matches]
+            starts.extend([offset + m.start() for m in matches])
+            ends.extend([offset + m.end() for m in matches])
+            offset += len(line)
+            if not _SPACELESS.search(line):  # the common case: every token is a spaced word
+                # (isalpha on the first character: the fast path for most words)
+                n_alpha = sum(1 for t in tokens if t[0].isalpha() or _HAS_LETTER.search(t))
+                out.append(LineTokens(tokens, tokens, float(len(tokens)), float(n_alpha)))
+                continue
+            words, n_words, n_alpha = [], 0.0, 0.0
+            for token, kind in zip(tokens, [m.lastgroup for m in matches]):
                 if kind == "word":
                     words.append(token)
                     n_words += 1
-                    # (isalpha on the first character: the fast path for most words)
                     n_alpha += token[0].isalpha() or _HAS_LETTER.search(token) is not None
                 else:
                     weight = cjk_weight if kind == "cjk" else len(token) / sea_chars
                     n_words += weight
                     n_alpha += weight
             out.append(LineTokens(tokens, words, n_words, n_alpha))
-            offset += len(line)
         self._token_spans = (starts, ends)
         return out
 
