@@ -52,7 +52,8 @@ def url_variants(url: str) -> list[str]:
 def _rows(stage: StageDir, sub: str, column: str, values: list[str], columns: list[str]):
     for path in stage.files(sub, ".parquet"):
         with stage.fs.open(path, "rb") as f:
-            table = pq.read_table(f, columns=columns)
+            # (threads reading a Python file object could abort the process at exit)
+            table = pq.read_table(f, columns=columns, use_threads=False)
         if column not in table.column_names or table.num_rows == 0:
             continue
         hits = table.filter(pc.is_in(table.column(column),

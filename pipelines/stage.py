@@ -110,7 +110,8 @@ def rejected_by_reason(stage: StageDir) -> dict[str, int]:
     counts: Counter = Counter()
     for path in stage.files(REJECTED_DIR, ".parquet"):
         with stage.fs.open(path, "rb") as f:
-            counts.update(pq.read_table(f, columns=["reason"]).column("reason").to_pylist())
+            counts.update(pq.read_table(f, columns=["reason"], use_threads=False)
+                          .column("reason").to_pylist())
     return dict(sorted(counts.items()))
 
 
