@@ -184,10 +184,17 @@ def empty_corpus_message(summary: dict) -> str | None:
     if s["records_in"] == 0:
         return (f"the inputs held no records the {stage} stage could read (0 records in); "
                 f"check --input and --text-field")
-    reasons = ", ".join(f"{k}={v}" for k, v in sorted(s["rejected"].items(),
-                                                       key=lambda kv: -kv[1]))
+    ranked = sorted(s["rejected"].items(), key=lambda kv: -kv[1])
+    reasons = ", ".join(f"{k}={v}" for k, v in ranked)
+    from pipelines.ledger import first_rejection
+
+    example = first_rejection(summary["output"], stage, ranked[0][0]) if ranked else None
+    said = ""
+    if example is not None:
+        where = example["url"] or f"{example['source_file']} @ {example['source_offset']}"
+        said = f"; e.g. {where}: {example['detail'] or ranked[0][0]}"
     return (f"the final corpus is empty: the {stage} stage dropped all {s['records_in']} "
-            f"records ({reasons}); `corpus why URL --dataset {summary['output']}` explains one")
+            f"records ({reasons}){said}; each drop is in {summary['output']}/{stage}/rejected/")
 
 
 def run_flow(root: str, config: PipelineConfig, **kwargs) -> dict:
@@ -415,6 +422,10 @@ def quiet_known_noise() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # the `corpus` command itself (not a caller's Python process): own Ctrl-C
+        from flows import interrupt
+
+        interrupt.install()
     quiet_known_noise()
     args = parser().parse_args(argv)
     try:

@@ -19,11 +19,28 @@ from contextlib import contextmanager
 
 import fsspec
 
+from pipelines.stage import fs_protocol
+
 DATASET_FILE = "dataset.json"
 LOCK_FILE = ".corpus.lock"
 # Everything a build, a demo or a training run writes at the top of a dataset root.
 OWNED = ("scrape", "extract", "filter", "dedup", "shard", "tokenize", "train", "site",
          DATASET_FILE)
+
+
+# Locks this process holds, (filesystem, path, pid): released on Ctrl-C too (flows/interrupt.py).
+_HELD: list[tuple] = []
+
+
+def release_held_locks() -> None:
+    """Remove every lock file this process still holds (for an exit that skips `finally`)."""
+    while _HELD:
+        fs, path, pid = _HELD.pop()
+        try:
+            if json.loads(fs.cat_file(path)).get("pid") == pid:
+                fs.rm_file(path)
+        except (OSError, ValueError):
+            pass
 
 
 class RootError(Exception):
@@ -49,7 +66,7 @@ def _location(path: str) -> tuple[str, str]:
     if not is_url(path):
         return "file", os.path.realpath(os.path.expanduser(path))
     fs, p = fsspec.core.url_to_fs(path)
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    protocol = fs_protocol(fs)
     if protocol in ("file", "local"):
         return "file", os.path.realpath(p)
     return protocol, "/" + p.strip("/")
@@ -79,8 +96,7 @@ class DatasetRoot:
         self.root = normalize_root(root)
         self.fs, self.path = fsspec.core.url_to_fs(self.root)
         self.path = self.path.rstrip("/") or "/"
-        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
-        self.local = protocol in ("file", "local")
+        self.local = fs_protocol(self.fs) in ("file", "local")
 
     def join(self, *parts: str) -> str:
         return posixpath.join(self.path, *parts)
@@ -138,14 +154,11 @@ class DatasetRoot:
                 f"{path} if that process is gone")
         else:
             raise RootError(f"could not take the lock {path}")
+        _HELD.append((self.fs, path, me["pid"]))
         try:
             yield self
         finally:
-            try:
-                if self._read_lock(path).get("pid") == me["pid"]:
-                    self.fs.rm_file(path)
-            except FileNotFoundError:
-                pass
+            release_held_locks()
 
     def _create_exclusive(self, path: str, data: bytes) -> bool:
         if self.local:

@@ -6,10 +6,13 @@ terminal. Errors inside a DoFn still reach the driver through the Fn API and fai
 """
 
 import os
+import signal
 import sys
 
 
 def main() -> None:
+    # Ctrl-C reaches the whole process group: the driver stops this worker, not the signal.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     log = os.environ.get("CORPUS_BEAM_WORKER_LOG")
     if log:
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

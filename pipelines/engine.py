@@ -49,7 +49,8 @@ def make_pipeline(engine: EngineConfig) -> beam.Pipeline:
             runner = FnApiRunner()
     options = PipelineOptions(
         list(engine.pipeline_args),
-        direct_num_workers=engine.workers,
+        # in_memory runs in this process: one worker (more only draws a warning from Beam)
+        direct_num_workers=1 if engine.running_mode == "in_memory" else engine.workers,
         direct_running_mode=mode,
         save_main_session=False,
     )

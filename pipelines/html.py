@@ -16,6 +16,7 @@ import os
 import pickle
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -128,6 +129,9 @@ def serve(stdin=None, stdout=None) -> None:
     ("error", message) out, until the pipe closes."""
     stdin = stdin or sys.stdin.buffer
     stdout = stdout or sys.stdout.buffer
+    # Ctrl-C reaches the whole process group; the parent decides, and ends this by closing the
+    # pipe (or by a kill): no KeyboardInterrupt traceback from here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for name in ("trafilatura", "htmldate", "courlan", "charset_normalizer"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     import trafilatura  # noqa: F401  (imported before "ready": start-up is not a page's time)

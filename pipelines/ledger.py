@@ -116,6 +116,19 @@ def _url_of(stages: list[StageDir], doc_id: str) -> str | None:
     return None
 
 
+def first_rejection(root: str, stage: str, reason: str) -> dict | None:
+    """One rejected row of `stage` with `reason` (the example an error message shows)."""
+    stage_dir = StageDir(root, stage)
+    for path in stage_dir.files(REJECTED_DIR, ".parquet"):
+        with stage_dir.fs.open(path, "rb") as f:
+            table = pq.read_table(f, columns=["reason", "url", "detail", "source_file",
+                                              "source_offset"], use_threads=False)
+        hits = table.filter(pc.equal(table.column("reason"), reason))
+        if hits.num_rows:
+            return hits.slice(0, 1).to_pylist()[0]
+    return None
+
+
 def describe(fate: Fate) -> str:
     """One line for a person."""
     if fate.outcome == "kept":

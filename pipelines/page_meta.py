@@ -153,11 +153,8 @@ def _sitename(meta: dict, ld: list[dict]) -> str | None:
 def _found_date(tree, url: str | None) -> str | None:
     """A page that declares no date often prints one ("14.01.2020", "Jan 14, 2020"): htmldate's
     quick search (markup and common patterns, not its extensive scan) finds most of those."""
-    import logging
+    from htmldate import find_date  # (its log is silenced in the extraction child)
 
-    from htmldate import find_date
-
-    logging.getLogger("htmldate").setLevel(logging.CRITICAL)
     try:
         return _iso_date(find_date(tree, url=url, original_date=True, extensive_search=False))
     except Exception:  # a date is a nicety: never a reason to lose the page

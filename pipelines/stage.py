@@ -51,6 +51,11 @@ def sha256_json(data) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def fs_protocol(fs) -> str:
+    """A filesystem's protocol name ("file", "memory", "s3"): fsspec gives a name or a tuple."""
+    return fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+
+
 @dataclass
 class StageDir:
     """A stage's folder under a dataset root (a local path or an fsspec URL)."""
@@ -61,7 +66,7 @@ class StageDir:
     def __post_init__(self):
         self.fs, root_path = fsspec.core.url_to_fs(self.root)
         self.path = posixpath.join(root_path.rstrip("/"), self.name)
-        self.protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        self.protocol = fs_protocol(self.fs)
 
     def url(self, *parts: str) -> str:
         """A path that `fsspec.open` understands in any process (protocol kept)."""

@@ -120,7 +120,7 @@ def test_a_build_whose_corpus_is_empty_fails_naming_the_stage(tmp_path, capsys):
     assert code == 1
     errors = [line for line in captured.err.splitlines() if line.startswith("corpus: error:")]
     assert len(errors) == 1 and "the filter stage dropped all" in errors[0], captured.err
-    assert "lang_not_kept=" in errors[0]
+    assert "lang_not_kept=" in errors[0] and "e.g. " in errors[0]  # one example, with its detail
     assert "extract" in captured.out  # the table is printed first
     assert not (tmp_path / "ds" / "dedup").exists()  # nothing ran after the empty stage
 
@@ -228,3 +228,39 @@ def test_training_refuses_damaged_or_too_small_datasets(dataset, tmp_path):
     victim = sorted((broken / "tokenize" / "data").glob("train-*.bin"))[0]
     victim.unlink()
     one_line_error(corpus("train", "--dataset", str(broken)), "damaged", victim.name)
+
+
+def test_ctrl_c_stops_everything_in_one_line_and_the_rerun_resumes(tmp_path):
+    """Ctrl-C reaches the whole foreground process group, as a terminal sends it."""
+    import signal
+
+    from flows.interrupt import descendants
+
+    out = tmp_path / "ds"
+    args = [CORPUS, "build", "--input", str(shared("warc")), "--output", str(out), "--until",
+            "filter"]
+    run = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "extract").exists():  # the flow is running its first Beam job
+            assert run.poll() is None, run.communicate()
+            assert time.monotonic() < deadline, "the build never started its extract stage"
+            time.sleep(0.02)
+        started = descendants(run.pid)
+        os.killpg(run.pid, signal.SIGINT)
+        stdout, stderr = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert sum("corpus: interrupted" in line for line in stderr.splitlines()) == 1, stderr
+    assert not (out / ".corpus.lock").exists()
+    time.sleep(0.5)
+    assert [pid for pid in started if os.path.exists(f"/proc/{pid}")
+            and b") Z " not in Path(f"/proc/{pid}/stat").read_bytes()] == []
+    # nothing half-written is kept as finished: the same command completes the build
+    again = corpus(*args[1:], timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (out / "filter" / "_SUCCESS").exists()

@@ -468,3 +468,13 @@ def test_detect_reader_names_what_is_wrong(tmp_path):
         assert str(err.value).startswith(str(tmp_path / name))
     assert detect_reader(str(tmp_path / "empty.jsonl")).name == "jsonl"
     assert detect_reader(str(shared("warc-edge", "example.arc.gz"))).name == "arc"
+
+
+def test_a_zstd_web_archive_is_named_in_its_error(tmp_path):
+    import zstandard
+
+    path = tmp_path / "crawl.warc.zst"
+    path.write_bytes(zstandard.ZstdCompressor().compress(
+        b"WARC/1.0\r\nWARC-Type: warcinfo\r\nContent-Length: 0\r\n\r\n\r\n\r\n"))
+    with pytest.raises(InputError, match=r"zstd-compressed web archive .*zstd -d"):
+        detect_reader(str(path))

@@ -88,6 +88,10 @@ def detect_reader(url: str, config: ReadConfig | None = None) -> Reader:
     that the fields it names can exist (a Parquet text column). InputError otherwise."""
     try:
         family, head, compression = sniff(url)
+        text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+        if compression == "zstd" and text.startswith((b"WARC/", b"filedesc://")):
+            raise InputError(f"{url}: a zstd-compressed web archive (.warc.zst), which is not "
+                             f"read yet; decompress it (zstd -d) or recompress it with gzip")
         if family is None:
             by_name = format_by_extension(url)
             if head.strip() or by_name is None:

@@ -1,0 +1,93 @@
+"""Ctrl-C (SIGINT) and SIGTERM: stop everything this command started, say so in one line.
+
+Left to themselves, an interrupt reaches Prefect, the Beam runner's gRPC threads, the Beam worker
+processes and the extraction children at once: a screen of tracebacks, and a main process that
+waits on workers that are gone. Instead the command stops its own process tree, releases its
+dataset lock and exits 130 (SIGINT) or 143 (SIGTERM). Nothing is lost: a stage only counts as
+finished once its marker is written, so the same command again skips the finished stages and
+redoes the interrupted one from a clean folder.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+from flows.dataset_root import release_held_locks
+
+MESSAGE = ("corpus: interrupted: stopped its workers and released the output folder; finished "
+           "stages are kept, and the same command again redoes only the unfinished ones")
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (Linux /proc; empty elsewhere), children before grandchildren."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found, queue = [], [pid]
+    while queue:
+        for child in children.get(queue.pop(0), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def stop_process_tree(grace_s: float = 2.0) -> None:
+    """SIGTERM to every descendant, then SIGKILL to what is still there after `grace_s`."""
+    tree = descendants(os.getpid())
+    for pid in tree:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(_alive(pid) for pid in tree):
+        time.sleep(0.05)
+    for pid in tree:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return b") Z " not in f.read()  # a zombie has exited already
+    except OSError:
+        return False
+
+
+def _on_signal(signum, _frame) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Straight to the file descriptor: inside a flow, Prefect turns print() into log records,
+    # and a log line may be half-written when the signal lands.
+    os.write(sys.stderr.fileno(), f"\n{MESSAGE}\n".encode())
+    # What the runner's threads say while their workers go away is noise after that line.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stderr.fileno())
+    os.dup2(devnull, sys.stdout.fileno())
+    stop_process_tree()
+    release_held_locks()
+    os._exit(128 + signum)
+
+
+def install() -> None:
+    """Called by the CLI before it starts any work."""
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
