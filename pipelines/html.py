@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 
+from schemas.config import ExtractConfig
+
 _META_CHARSET = re.compile(
     rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.IGNORECASE)
 _HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?\s*([a-zA-Z0-9_.:-]+)", re.IGNORECASE)
@@ -99,9 +101,9 @@ def extract_page(body: bytes, url: str | None, content_type: str, options: dict)
     meta = page_metadata(tree, url)
     result = trafilatura.bare_extraction(
         tree, url=url, with_metadata=False, include_comments=False,
-        favor_precision=options.get("favor_precision", True),
-        include_tables=options.get("include_tables", False),
-        fast=options.get("fast", False))
+        favor_precision=options.get("favor_precision", ExtractConfig.favor_precision),
+        include_tables=options.get("include_tables", ExtractConfig.include_tables),
+        fast=options.get("fast", ExtractConfig.fast))
     if result is None:
         return None
     return {"text": (result.text or "").strip(), **meta, "charset": charset}
