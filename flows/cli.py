@@ -108,16 +108,41 @@ def memory_engine(config: PipelineConfig, urls: list[str]) -> PipelineConfig:
     """A `memory://` filesystem lives in one process: Beam must run in it, not in workers."""
     from dataclasses import replace
 
-    if any(u.startswith("memory://") for u in urls) and \
-            config.engine.running_mode == "multi_processing":
+    from pipelines.engine import is_local
+
+    memory = [u for u in urls if u.startswith("memory://")]
+    if memory and not is_local(config.engine):
+        raise UserError(f"{memory[0]} is visible to this process only and --runner "
+                        f"{config.engine.runner} runs the stages elsewhere: use a filesystem "
+                        f"every worker can reach (a shared path, gs://, s3://)")
+    if memory and config.engine.running_mode == "multi_processing":
         print("note: memory:// is visible to this process only; Beam runs in-process "
               "(--running-mode in_memory)", file=sys.stderr)
         return replace(config, engine=replace(config.engine, running_mode="in_memory"))
     return config
 
 
+def check_engine(config: PipelineConfig) -> None:
+    """A runner that cannot be used from here is one line now, not a failed first stage."""
+    from pipelines.engine import RunnerUnavailable, check_runner
+
+    try:
+        check_runner(config.engine)
+    except RunnerUnavailable as err:
+        raise UserError(str(err)) from None
+
+
+def beam_option(text: str) -> str:
+    """`--key=value` as Beam reads it; `key=value` gets its dashes."""
+    text = text.strip()
+    if not text.lstrip("-"):
+        raise argparse.ArgumentTypeError("expected a Beam option such as --job_endpoint=HOST:PORT")
+    return text if text.startswith("-") else f"--{text}"
+
+
 def build_config(args) -> PipelineConfig:
-    data: dict = {"engine": {"workers": args.workers, "running_mode": args.running_mode},
+    data: dict = {"engine": {"workers": args.workers, "running_mode": args.running_mode,
+                             "runner": args.runner, "pipeline_args": args.beam_options},
                   "train": {}, "read": {}, "extract": {}, "filter": {}}
     if getattr(args, "langs", None):
         data["filter"]["langs"] = [x.strip() for x in args.langs.split(",") if x.strip()]
@@ -218,6 +243,7 @@ def cmd_demo(args) -> int:
         raise UserError("demo writes its site to a local folder: give a local --output")
     root = DatasetRoot(args.output)
     config = build_config(args)
+    check_engine(config)
     with root.lock("corpus demo"):
         for note in root.claim({"source": f"demo site, seed {args.seed}"}, args.overwrite):
             print(f"note: {note}", file=sys.stderr)
@@ -237,6 +263,7 @@ def cmd_build(args) -> int:
     config = build_config(args)
     inputs = resolve_inputs(args.input, output, config.read)
     config = memory_engine(check_language_id(config), inputs + [output])
+    check_engine(config)
     root = DatasetRoot(output)
     if args.train and not root.local:
         raise UserError("--train reads token shards with numpy.memmap from a local folder; "
@@ -301,10 +328,19 @@ def cmd_why(args) -> int:
 
 def add_engine_args(p):
     p.add_argument("--workers", type=positive_int, default=EngineConfig.workers,
-                   help="Beam worker processes (default %(default)s)")
+                   help="Beam worker processes of the local FnApiRunner (default %(default)s)")
     p.add_argument("--running-mode", default=EngineConfig.running_mode,
                    choices=["multi_processing", "multi_threading", "in_memory"],
-                   help="how FnApiRunner runs its workers (default %(default)s)")
+                   help="how the local FnApiRunner runs its workers (default %(default)s)")
+    p.add_argument("--runner", default=EngineConfig.runner, metavar="NAME",
+                   help="Beam runner of every stage (default %(default)s, on this machine): "
+                   "PortableRunner, FlinkRunner, SparkRunner or DataflowRunner submit the same "
+                   "jobs elsewhere, configured with --beam-option; the dataset folder must then "
+                   "be reachable by every worker (README: Running on other Beam runners)")
+    p.add_argument("--beam-option", dest="beam_options", action="append", default=[],
+                   type=beam_option, metavar="--KEY=VALUE",
+                   help="a pipeline option for --runner, repeatable; write it with '=', e.g. "
+                   "--beam-option=--job_endpoint=localhost:8099")
 
 
 def add_train_args(p):

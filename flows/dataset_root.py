@@ -19,13 +19,14 @@ from contextlib import contextmanager
 
 import fsspec
 
+from pipelines.dedup_index import INDEX_DIR
 from pipelines.stage import fs_protocol
 
 DATASET_FILE = "dataset.json"
 LOCK_FILE = ".corpus.lock"
 # Everything a build, a demo or a training run writes at the top of a dataset root.
 OWNED = ("scrape", "extract", "filter", "dedup", "shard", "tokenize", "train", "site",
-         DATASET_FILE)
+         INDEX_DIR, DATASET_FILE)
 
 
 # Locks this process holds, (filesystem, path, pid): released on Ctrl-C too (flows/interrupt.py).

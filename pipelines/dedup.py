@@ -1,177 +1,639 @@
-"""Dedup stage: exact duplicates by normalized-text hash, near-duplicates by MinHash LSH.
+"""Dedup stage: exact and near duplicates by MinHash LSH, across the whole input, with bounded
+memory, and against the snapshots already in the dataset's dedup index.
 
-Both work across the whole dataset, not per worker:
-1. documents are grouped by the sha256 of their normalized text; the smallest id of a group is
-   kept, the others rejected as `exact_duplicate`;
-2. each survivor gets a datasketch MinHash (fixed seed and permutations) of its character
-   n-grams; LSH bands (b, r from datasketch's MinHashLSH for the threshold) are grouped, pairs
-   sharing a band whose estimated Jaccard reaches the threshold become edges;
-3. edges are joined into clusters (connected components, in one place: edges are few), documents
-   are grouped by cluster, the smallest id is kept and the rest rejected as `near_duplicate`.
-The kept document records its cluster (`dup_cluster`) and how many documents it stood for.
-A document without text is rejected first as `empty_text` (all such would be "duplicates").
+Only small things cross a shuffle; documents never do. In order:
+
+1. `SignFile` reads each input file once: per document it computes the normalized-text hash and
+   a MinHash signature (`pipelines.minhash`, in batches), writes them with the document's
+   identity to a signature table beside the stage (`dedup/work/sig/`), and emits packed band
+   keys `(key, order, node)` grouped by key range. A node is `(file number << 32) | row`.
+2. `StarEdges` sorts each key range; documents sharing a band key are linked to the first of
+   them (a star: k - 1 edges for k documents, so a bucket of thousands of pages with one
+   boilerplate band costs thousands of edges, not millions). Exact duplicates share every band.
+3. Candidate edges are verified: `AttachFirst` (grouped by the first node's file) adds that
+   node's signature, `VerifyEdges` (grouped by the second node's file) compares it with the
+   other's, and keeps the edge only if the similarity reaches the threshold, so a chance band
+   collision never merges unrelated documents.
+4. Connected components of the verified edges (`pipelines.components`, in Beam, rounds bounded).
+5. `DecideCluster` gathers each component's members' identities (not texts) and keeps one by the
+   keep policy; the others are `exact_duplicate` (same normalized text as the kept one),
+   `near_duplicate`, or `duplicate_of` when the kept one is in an earlier snapshot.
+6. `ApplyDecisions` reads each input file again and writes its documents that stay, in input
+   order, to `data/part-<file>-of-<files>.parquet`, with `text_hash`, `dup_cluster` and
+   `dup_count`; the rest go to `rejected/` with the kept id and the similarity to it.
+
+Decisions depend on content only (ids, texts, sources), never on the number of workers, files
+or bundles: the same input keeps the same documents everywhere.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
-import re
-import unicodedata
+import logging
+import posixpath
+from collections import defaultdict
 
 import apache_beam as beam
+import fsspec
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from apache_beam import pvalue
-from datasketch import MinHash, MinHashLSH
+from apache_beam.metrics import Metrics
+from apache_beam.transforms import window
+from apache_beam.utils.windowed_value import WindowedValue
 
+from pipelines import components
+from pipelines.dedup_index import IndexDir, positions, read_signature_table
 from pipelines.engine import make_pipeline, run_pipeline
+from pipelines.minhash import MinHasher, estimated_jaccard, exact_jaccard, shingle_hashes, text_hash
 from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir
-from pipelines.tables import ReadTable, WriteTable, count_in, split_empty_text, write_rejected
+from pipelines.tables import WriteTable, write_rejected
 from schemas.config import DedupConfig, EngineConfig
-from schemas.document import DOCUMENT_SCHEMA, reject_document
+from schemas.dedup import BAND_SCHEMA, SIGNATURE_SCHEMA
+from schemas.document import DOCUMENT_SCHEMA, rejected_record
 
 STAGE = "dedup"
-_SPACES = re.compile(r"\s+")
+WORK_DIR = "work"
+INLINE_ROUNDS = 4  # component rounds inside the main job; more run as follow-up jobs if needed
+_BATCH = 512  # documents per signature batch
+_NEW = np.uint64(1 << 63)  # order keys: earlier snapshots' documents (top bit 0) come first
+_log = logging.getLogger(__name__)
+
+IDENTITY_COLUMNS = ["id", "url", "host", "fetch_time", "source_file", "source_offset",
+                    "snapshot", "n_chars", "text_hash"]
 
 
-def normalize(text: str) -> str:
-    """NFKC, lower case, runs of white space as one space."""
-    return _SPACES.sub(" ", unicodedata.normalize("NFKC", text).lower()).strip()
+def has_text(text) -> bool:
+    return bool(text and text.strip())
 
 
-def text_hash(text: str) -> str:
-    return hashlib.sha256(normalize(text).encode("utf-8")).hexdigest()
+def file_of(node: int) -> int:
+    return int(node) >> 32
 
 
-def shingles(text: str, size: int) -> set[bytes]:
-    norm = normalize(text)
-    if len(norm) <= size:
-        return {norm.encode("utf-8")}
-    return {norm[i:i + size].encode("utf-8") for i in range(len(norm) - size + 1)}
+def order_key(doc_id, source_file, source_offset) -> int:
+    """A content-derived 63-bit key that picks a bucket's star centre the same way everywhere."""
+    blob = f"{doc_id}\0{source_file}\0{source_offset}".encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "big") >> 1
 
 
-def minhash_signature(text: str, config: DedupConfig) -> np.ndarray:
-    m = MinHash(num_perm=config.num_perm, seed=config.seed)
-    m.update_batch(list(shingles(text, config.shingle_size)))
-    return m.hashvalues
+def hasher(config: DedupConfig) -> MinHasher:
+    return MinHasher(config.bands, config.rows, config.seed, config.shingle_size)
 
 
-def lsh_bands(config: DedupConfig) -> tuple[int, int]:
-    """(bands, rows per band) that datasketch picks for this threshold and permutation count."""
-    lsh = MinHashLSH(threshold=config.threshold, num_perm=config.num_perm)
-    return lsh.b, lsh.r
+class _Packer:
+    """Per-bundle buffers of numpy rows, emitted as one element per key at the bundle's end
+    (thousands of tiny elements would cost more to shuffle than their content)."""
 
-
-class UnionFind:
     def __init__(self):
-        self.parent: dict[str, str] = {}
+        self.parts: dict = defaultdict(list)
 
-    def find(self, x: str) -> str:
-        self.parent.setdefault(x, x)
-        while self.parent[x] != x:
-            self.parent[x] = self.parent[self.parent[x]]
-            x = self.parent[x]
-        return x
+    def add(self, key, array: np.ndarray) -> None:
+        if len(array):
+            self.parts[key].append(array)
 
-    def union(self, a: str, b: str) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:  # the smaller id becomes the root, so the root is the cluster's keeper
-            self.parent[max(ra, rb)] = min(ra, rb)
+    def flush(self):
+        for key, arrays in sorted(self.parts.items()):
+            yield WindowedValue((key, np.concatenate(arrays)), window.GlobalWindow().max_timestamp(),
+                                [window.GlobalWindow()])
+        self.parts.clear()
 
 
-def clusters_from_edges(edges) -> dict[str, str]:
-    """{document id: cluster root id} for every document on an edge."""
-    uf = UnionFind()
-    for a, b in edges:
-        uf.union(a, b)
-    return {x: uf.find(x) for x in list(uf.parent)}
+class SignFile(beam.DoFn):
+    """(file number, url) -> packed band keys by key range; writes the file's signature table."""
 
+    def __init__(self, config: DedupConfig, work_url: str):
+        self.config, self.work_url = config, work_url
 
-def keep_smallest(stage_reason: str):
-    """(key, docs) -> keeper (smallest id, dup_count summed) + rejected rest."""
+    def setup(self):
+        self.hasher = hasher(self.config)
+        self.docs = Metrics.counter(STAGE, "documents_signed")
 
-    def split(element):
-        _key, docs = element
-        # Identical captures of one URL share an id: their place in the input breaks the tie.
-        docs = sorted(docs, key=lambda d: (d["id"], d.get("source_file") or "",
-                                           d.get("source_offset") or 0))
-        keeper = dict(docs[0])
-        keeper["dup_count"] = sum(d.get("dup_count") or 1 for d in docs)
-        keeper["dup_cluster"] = keeper["id"]
-        yield keeper
-        for doc in docs[1:]:
-            yield pvalue.TaggedOutput("rejected", reject_document(
-                STAGE, stage_reason, doc, f"duplicate of {keeper['id']}",
-                related_id=keeper["id"]))
-
-    return split
-
-
-class BandPairs(beam.DoFn):
-    """A band bucket's members -> edges between those similar enough."""
-
-    def __init__(self, threshold: float):
-        self.threshold = threshold
+    def start_bundle(self):
+        self.packer = _Packer()
 
     def process(self, element):
-        _band, members = element
-        members = sorted(members, key=lambda m: m[0])
-        for (id_a, sig_a), (id_b, sig_b) in itertools.combinations(members, 2):
-            if float(np.mean(sig_a == sig_b)) >= self.threshold:
-                yield (id_a, id_b)
+        file_no, url = element
+        config, partitions = self.config, self.config.band_partitions
+        writer = None
+        out_url = signature_url(self.work_url, file_no)
+        with fsspec.open(url, "rb") as f, fsspec.open(out_url, "wb") as out:
+            writer = pq.ParquetWriter(out, SIGNATURE_SCHEMA, compression="zstd")
+            row0 = 0
+            columns = ["id", "url", "host", "fetch_time", "source_file", "source_offset",
+                       "snapshot", "text"]
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=_BATCH, columns=columns,
+                                                        use_threads=False):
+                rows = batch.to_pylist()
+                keep = [i for i, r in enumerate(rows) if has_text(r["text"])]
+                if keep:
+                    docs = [rows[i] for i in keep]
+                    texts = [d["text"] for d in docs]
+                    sigs = self.hasher.signatures(texts)
+                    keys = self.hasher.band_keys(sigs)
+                    nodes = (np.uint64(file_no) << np.uint64(32)) + \
+                        (np.asarray(keep, dtype=np.uint64) + np.uint64(row0))
+                    order = np.array([order_key(d["id"], d["source_file"], d["source_offset"])
+                                      for d in docs], dtype=np.uint64) | _NEW
+                    self._pack(keys, order, nodes, partitions)
+                    writer.write_table(signature_rows(
+                        [row0 + i for i in keep], docs, texts, sigs,
+                        [shingle_hashes(t, config.shingle_size) for t in texts]
+                        if config.verify == "exact" else None))
+                    self.docs.inc(len(docs))
+                row0 += len(rows)
+            writer.close()
+        return []
+
+    def _pack(self, keys: np.ndarray, order: np.ndarray, nodes: np.ndarray, partitions: int):
+        n, bands = keys.shape
+        flat = np.empty((n * bands, 3), dtype=np.uint64)
+        flat[:, 0] = keys.reshape(-1)
+        flat[:, 1] = np.repeat(order, bands)
+        flat[:, 2] = np.repeat(nodes, bands)
+        part = flat[:, 0] % np.uint64(partitions)
+        for p in np.unique(part):
+            self.packer.add(int(p), flat[part == p])
+
+    def finish_bundle(self):
+        yield from self.packer.flush()
 
 
-class Deduplicate(beam.PTransform):
-    """Documents -> one document per duplicate cluster, and `rejected`."""
-
-    def __init__(self, config: DedupConfig):
-        super().__init__()
-        self.config = config
-
-    def expand(self, docs):
-        config = self.config
-        bands, rows = lsh_bands(config)
-        checked = docs | "CountIn" >> count_in(STAGE) | "Check" >> split_empty_text(STAGE)
-        hashed = checked.documents | "TextHash" >> beam.Map(
-            lambda d: {**d, "text_hash": text_hash(d["text"])})
-        exact = (hashed
-                 | "KeyByHash" >> beam.Map(lambda d: (d["text_hash"], d))
-                 | "GroupByHash" >> beam.GroupByKey()
-                 | "KeepExact" >> beam.FlatMap(keep_smallest("exact_duplicate"))
-                 .with_outputs("rejected", main="kept"))
-        unique = exact.kept
-
-        def band_keys(doc):
-            sig = minhash_signature(doc["text"], config)
-            for b in range(bands):
-                band = sig[b * rows:(b + 1) * rows]
-                yield (b, band.tobytes()), (doc["id"], sig)
-
-        edges = (unique
-                 | "Bands" >> beam.FlatMap(band_keys)
-                 | "GroupByBand" >> beam.GroupByKey()
-                 | "Pairs" >> beam.ParDo(BandPairs(config.threshold))
-                 | "UniqueEdges" >> beam.Distinct())
-        roots = (edges
-                 | "AllEdges" >> beam.combiners.ToList()
-                 | "Clusters" >> beam.Map(clusters_from_edges))
-        near = (unique
-                | "KeyByCluster" >> beam.Map(
-                    lambda d, roots: (roots.get(d["id"], d["id"]), d),
-                    roots=beam.pvalue.AsSingleton(roots))
-                | "GroupByCluster" >> beam.GroupByKey()
-                | "KeepNear" >> beam.FlatMap(keep_smallest("near_duplicate"))
-                .with_outputs("rejected", main="kept"))
-        rejected = ((checked.rejected, exact.rejected, near.rejected)
-                    | "AllRejected" >> beam.Flatten())
-        return {"documents": near.kept, "rejected": rejected}
+def signature_url(work_url: str, file_no: int) -> str:
+    return posixpath.join(work_url, "sig", f"part-{file_no:05d}.parquet")
 
 
-def build_dedup(stage: StageDir, doc_urls: list[str], config: DedupConfig, num_shards: int,
-                engine: EngineConfig) -> dict[str, int]:
+def signature_rows(rows: list[int], docs: list[dict], texts: list[str], sigs: np.ndarray,
+                   shingles: list[np.ndarray] | None) -> pa.Table:
+    return pa.Table.from_pydict({
+        "row": rows,
+        **{name: [d[name] for d in docs] for name in
+           ("id", "url", "host", "fetch_time", "source_file", "source_offset", "snapshot")},
+        "n_chars": [len(t) for t in texts],
+        "text_hash": [text_hash(t) for t in texts],
+        "signature": [s.astype("<u4").tobytes() for s in sigs],
+        "shingles": [s.astype("<u8").tobytes() for s in shingles] if shingles is not None
+        else [None] * len(rows),
+    }, schema=SIGNATURE_SCHEMA)
+
+
+class ReadIndexBands(beam.DoFn):
+    """(node base, band file URLs of one index docs part) -> packed band keys like SignFile's."""
+
+    def __init__(self, partitions: int):
+        self.partitions = partitions
+
+    def start_bundle(self):
+        self.packer = _Packer()
+
+    def process(self, element):
+        base, band_urls = element
+        for url in band_urls:
+            with fsspec.open(url, "rb") as f:
+                table = pq.read_table(f, schema=BAND_SCHEMA, use_threads=False)
+            keys = table.column("key").to_numpy().astype(np.uint64)
+            nodes = np.uint64(base) + table.column("row").to_numpy().astype(np.uint64)
+            flat = np.stack([keys, nodes >> np.uint64(1), nodes], axis=1)  # order: old first
+            part = keys % np.uint64(self.partitions)
+            for p in np.unique(part):
+                self.packer.add(int(p), flat[part == p])
+        return []
+
+    def finish_bundle(self):
+        yield from self.packer.flush()
+
+
+class StarEdges(beam.DoFn):
+    """A key range's band keys -> candidate edges (first, other) of every bucket, packed by the
+    first node's file. Members of a bucket are linked to its smallest order key."""
+
+    def setup(self):
+        self.candidates = Metrics.counter(STAGE, "candidate_edges")
+        self.largest = Metrics.distribution(STAGE, "bucket_size")
+
+    def process(self, element):
+        _part, arrays = element
+        rows = np.concatenate(list(arrays))
+        rows = rows[np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0]))]
+        keys = rows[:, 0]
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        sizes = np.diff(np.r_[starts, len(keys)])
+        shared = sizes > 1
+        if not shared.any():
+            return
+        for size in sizes[shared]:
+            self.largest.update(int(size))
+        centre = np.repeat(rows[starts, 2], sizes)
+        member = rows[:, 2]
+        edges = np.stack([np.minimum(centre, member), np.maximum(centre, member)], axis=1)
+        edges = edges[centre != member]
+        self.candidates.inc(len(edges))
+        first_file = edges[:, 0] >> np.uint64(32)
+        for f in np.unique(first_file):
+            yield int(f), edges[first_file == f]
+
+
+class _Features:
+    """Signatures (or shingle sets) of the documents of one signature table, looked up by row."""
+
+    def __init__(self, url: str, exact: bool):
+        columns = ["signature", "shingles"] if exact else ["signature"]
+        self.exact = exact
+        self.table = read_signature_table(url, columns)
+
+    def take(self, rows: np.ndarray):
+        at = positions(self.table, rows.astype(np.int64))
+        if self.exact:
+            return [self.table["shingles"][i] for i in at]
+        return self.table["signature"][at]
+
+
+def similarities(first, second, exact: bool) -> np.ndarray:
+    if exact:
+        return np.array([exact_jaccard(a, b) for a, b in zip(first, second)], dtype=np.float64)
+    return estimated_jaccard(first, second)
+
+
+class AttachFirst(beam.DoFn):
+    """(file, candidate edges whose first node is in it) -> (other node's file, (edges, the
+    first nodes' features)); duplicate edges (one per shared band) are merged here."""
+
+    def __init__(self, tables: list[str], exact: bool):
+        self.tables, self.exact = tables, exact
+
+    def process(self, element):
+        file_no, arrays = element
+        edges = np.unique(np.concatenate(list(arrays)), axis=0)
+        features = _Features(self.tables[file_no], self.exact)
+        first = features.take(edges[:, 0] & np.uint64(0xFFFFFFFF))
+        second_file = edges[:, 1] >> np.uint64(32)
+        for f in np.unique(second_file):
+            pick = second_file == f
+            chosen = [x for x, p in zip(first, pick) if p] if self.exact else first[pick]
+            yield int(f), (edges[pick], chosen)
+
+
+class VerifyEdges(beam.DoFn):
+    """(file, edges whose second node is in it, with the first nodes' features) -> the edges
+    whose similarity reaches the threshold, as (a, b) node pairs."""
+
+    def __init__(self, tables: list[str], config: DedupConfig):
+        self.tables, self.config = tables, config
+
+    def setup(self):
+        self.verified = Metrics.counter(STAGE, "verified_edges")
+        self.refused = Metrics.counter(STAGE, "refused_edges")
+
+    def process(self, element):
+        file_no, groups = element
+        groups = list(groups)
+        edges = np.concatenate([g[0] for g in groups])
+        exact = self.config.verify == "exact"
+        if self.config.verify == "none":
+            good = np.ones(len(edges), dtype=bool)
+        else:
+            first = [x for g in groups for x in g[1]] if exact else \
+                np.concatenate([g[1] for g in groups])
+            second = _Features(self.tables[file_no], exact).take(edges[:, 1] & np.uint64(0xFFFFFFFF))
+            good = similarities(first, second, exact) >= self.config.threshold
+        self.verified.inc(int(good.sum()))
+        self.refused.inc(int((~good).sum()))
+        for a, b in edges[good]:
+            yield int(a), int(b)
+
+
+class LookupMembers(beam.DoFn):
+    """(file, [(member, root)]) -> (root, member's identity and features)."""
+
+    def __init__(self, tables: list[str], exact: bool):
+        self.tables, self.exact = tables, exact
+
+    def process(self, element):
+        file_no, pairs = element
+        roots = dict(pairs)
+        nodes = np.array(sorted(roots), dtype=np.uint64)
+        rows = (nodes & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        columns = IDENTITY_COLUMNS + (["signature", "shingles"] if self.exact else ["signature"])
+        table = read_signature_table(self.tables[file_no], columns)
+        at = positions(table, rows)
+        for node, i in zip(nodes, at):
+            info = {name: table[name][i] for name in IDENTITY_COLUMNS}
+            info["node"] = int(node)
+            info["feature"] = table["shingles" if self.exact else "signature"][i]
+            yield roots[int(node)], info
+
+
+def keep_rank(config: DedupConfig, end_new_node: int):
+    """Sort key of a cluster member: the smallest is kept. Earlier snapshots' documents always
+    come first (they are published already); then the policy; ties by id, then source."""
+    priority = {d.lower().lstrip("."): i for i, d in enumerate(config.domain_priority)}
+
+    def host_rank(host) -> int:
+        host = (host or "").lower()
+        parts = host.split(".")
+        for i in range(len(parts)):  # the host or any domain above it
+            rank = priority.get(".".join(parts[i:]))
+            if rank is not None:
+                return rank
+        return len(priority)
+
+    def rank(m: dict):
+        old = 0 if m["node"] >= end_new_node else 1
+        tie = (m["id"] or "", m["source_file"] or "", m["source_offset"] or 0)
+        if config.keep == "earliest_fetch":
+            t = m["fetch_time"]
+            policy = (t is None, t.timestamp() if t is not None else 0.0)
+        elif config.keep == "longest_text":
+            policy = (-(m["n_chars"] or 0),)
+        elif config.keep == "domain_priority":
+            policy = (host_rank(m["host"]),)
+        else:
+            policy = ()
+        return (old, *policy, *tie)
+
+    return rank
+
+
+class DecideCluster(beam.DoFn):
+    """(root, members) -> (file, (row, decision)) for every member in this snapshot's files."""
+
+    def __init__(self, config: DedupConfig, first_new_node: int, end_new_node: int):
+        self.config, self.first_new, self.end_new = config, first_new_node, end_new_node
+
+    def setup(self):
+        self.rank = keep_rank(self.config, self.end_new)
+        self.sizes = Metrics.distribution(STAGE, "cluster_size")
+
+    def process(self, element):
+        _root, members = element
+        members = sorted({m["node"]: m for m in members}.values(), key=self.rank)
+        keeper = members[0]
+        old_keeper = keeper["node"] >= self.end_new
+        self.sizes.update(len(members))
+        exact = self.config.verify == "exact"
+        for m in members:
+            node = m["node"]
+            if not self.first_new <= node < self.end_new:
+                continue  # an earlier snapshot's document: published, not ours to change
+            row = node & 0xFFFFFFFF
+            if m is keeper:
+                decision = ("keep", keeper["id"], len(members))
+            else:
+                sim = exact_jaccard(keeper["feature"], m["feature"]) if exact else \
+                    float(estimated_jaccard(keeper["feature"], m["feature"]))
+                if old_keeper:
+                    reason = "duplicate_of"
+                    detail = f"duplicate of {keeper['id']} in snapshot {keeper['snapshot']}"
+                elif m["text_hash"] == keeper["text_hash"]:
+                    reason, detail = "exact_duplicate", f"duplicate of {keeper['id']}"
+                else:
+                    reason, detail = "near_duplicate", f"duplicate of {keeper['id']}"
+                decision = ("reject", reason, keeper["id"], round(sim, 4), detail)
+            yield file_of(node), (row, decision)
+
+
+class ApplyDecisions(beam.DoFn):
+    """(file number, ([url], decisions)) -> writes the file's staying documents, yields the
+    rejected rows; with an index, also writes the file's part of the snapshot's index."""
+
+    def __init__(self, stage_data_url: str, work_url: str, num_files: int, config: DedupConfig,
+                 index_snapshot: str | None):
+        self.data_url, self.work_url, self.num_files = stage_data_url, work_url, num_files
+        self.config, self.index_snapshot = config, index_snapshot
+
+    def setup(self):
+        self.records_in = Metrics.counter(STAGE, "records_in")
+        self.hasher = hasher(self.config)
+
+    def process(self, element):
+        file_no, (urls, decisions) = element
+        (url,) = urls
+        decided = dict(decisions)
+        sig_table = read_signature_table(signature_url(self.work_url, file_no),
+                                         ["text_hash"])
+        hashes = dict(zip(sig_table["row"].tolist(), sig_table["text_hash"]))
+        out_url = posixpath.join(self.data_url,
+                                 f"part-{file_no:05d}-of-{self.num_files:05d}.parquet")
+        kept_rows: list[int] = []
+        row0 = 0
+        with fsspec.open(url, "rb") as f, fsspec.open(out_url, "wb") as out:
+            writer = pq.ParquetWriter(out, DOCUMENT_SCHEMA, compression="zstd")
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=_BATCH, use_threads=False):
+                table = pa.Table.from_batches([batch]).cast(DOCUMENT_SCHEMA)
+                self.records_in.inc(table.num_rows)
+                keep, th, cluster, count = [], [], [], []
+                ids = table.column("id").to_pylist()
+                for i, doc_id in enumerate(ids):
+                    row = row0 + i
+                    decision = decided.get(row)
+                    if row not in hashes:  # no text: nothing to compare
+                        keep.append(False)
+                        yield self._reject(table, i, "empty_text", None, None, None)
+                    elif decision is not None and decision[0] == "reject":
+                        keep.append(False)
+                        _, reason, keeper, sim, detail = decision
+                        yield self._reject(table, i, reason, keeper, sim, detail)
+                    else:
+                        keep.append(True)
+                        kept_rows.append(row)
+                        th.append(hashes[row])
+                        cluster.append(decision[1] if decision else doc_id)
+                        count.append(decision[2] if decision else 1)
+                kept = table.filter(pa.array(keep, type=pa.bool_()))
+                for name, values, kind in (("text_hash", th, pa.string()),
+                                           ("dup_cluster", cluster, pa.string()),
+                                           ("dup_count", count, pa.int32())):
+                    kept = kept.set_column(kept.schema.get_field_index(name), name,
+                                           pa.array(values, type=kind))
+                writer.write_table(kept)
+                row0 += table.num_rows
+            writer.close()
+        if self.index_snapshot is not None:
+            self._write_index(file_no, kept_rows)
+
+    @staticmethod
+    def _reject(table: pa.Table, i: int, reason, keeper, sim, detail) -> dict:
+        doc = {name: table.column(name)[i].as_py()
+               for name in ("id", "url", "source_file", "source_offset", "text")}
+        return rejected_record(STAGE, reason, url=doc["url"], id=doc["id"], detail=detail,
+                               source_file=doc["source_file"],
+                               source_offset=doc["source_offset"], text=doc["text"],
+                               related_id=keeper, similarity=sim)
+
+    def _write_index(self, file_no: int, kept_rows: list[int]) -> None:
+        """The kept documents' signature rows (renumbered) and band keys, staged for publishing."""
+        with fsspec.open(signature_url(self.work_url, file_no), "rb") as f:
+            table = pq.read_table(f, use_threads=False)
+        table = table.filter(pc.is_in(table.column("row"), pa.array(kept_rows, pa.int64())))
+        table = table.sort_by("row")
+        table = table.set_column(0, "row", pa.array(np.arange(table.num_rows), pa.int64()))
+        table = table.set_column(table.schema.get_field_index("snapshot"), "snapshot",
+                                 pa.array([self.index_snapshot] * table.num_rows, pa.string()))
+        base = posixpath.join(self.work_url, "index")
+        name = f"part-{file_no:05d}.parquet"
+        with fsspec.open(posixpath.join(base, "docs", name), "wb") as f:
+            pq.write_table(table, f, compression="zstd")
+        values = table.column("signature").to_pylist()
+        sigs = np.frombuffer(b"".join(values), dtype="<u4").reshape(
+            len(values), self.config.bands * self.config.rows)
+        keys = self.hasher.band_keys(sigs)
+        for band in range(self.config.bands):
+            bands = pa.table({"key": pa.array(keys[:, band], pa.uint64()),
+                              "row": pa.array(np.arange(len(values)), pa.int64())},
+                             schema=BAND_SCHEMA)
+            with fsspec.open(posixpath.join(base, "bands", f"band={band:02d}", name), "wb") as f:
+                pq.write_table(bands, f, compression="zstd")
+
+
+class EdgeGraph:
+    """The node numbering of one dedup run: this snapshot's files first, then the index parts."""
+
+    def __init__(self, stage: StageDir, doc_urls: list[str], index_parts: list[tuple[str, list]]):
+        self.work_url = stage.url(WORK_DIR)
+        self.doc_urls = list(doc_urls)
+        self.index_parts = index_parts  # (docs part URL, its band file URLs)
+        self.tables = [signature_url(self.work_url, i) for i in range(len(doc_urls))] + \
+            [docs for docs, _bands in index_parts]
+
+    @property
+    def first_new_node(self) -> int:
+        return 0
+
+    @property
+    def end_new_node(self) -> int:
+        return len(self.doc_urls) << 32
+
+
+def index_parts(index: IndexDir | None, snapshot: str, bands: int) -> list[tuple[str, list]]:
+    if index is None:
+        return []
+    parts = []
+    for snap in index.earlier(snapshot):
+        for docs in snap.docs_urls(index.fs):
+            parts.append((docs, [snap.band_url(b, docs) for b in range(bands)]))
+    return parts
+
+
+def candidate_edges(p, graph: EdgeGraph, config: DedupConfig):
+    """Signatures, band buckets and verification: the verified edges (a, b)."""
+    exact = config.verify == "exact"
+    n_new = len(graph.doc_urls)
+    files = (p | "Files" >> beam.Create(list(enumerate(graph.doc_urls)))
+             | "SpreadFiles" >> beam.Reshuffle())
+    signed = files | "Sign" >> beam.ParDo(SignFile(config, graph.work_url))
+    old = (p | "IndexParts" >> beam.Create([((n_new + j) << 32, bands) for j, (_docs, bands)
+                                            in enumerate(graph.index_parts)])
+           | "ReadIndexBands" >> beam.ParDo(ReadIndexBands(config.band_partitions)))
+    return ((signed, old) | "AllBands" >> beam.Flatten()
+            | "GroupKeyRange" >> beam.GroupByKey()
+            | "StarEdges" >> beam.ParDo(StarEdges())
+            | "GroupByFirst" >> beam.GroupByKey()
+            | "AttachFirst" >> beam.ParDo(AttachFirst(graph.tables, exact))
+            | "GroupBySecond" >> beam.GroupByKey()
+            | "Verify" >> beam.ParDo(VerifyEdges(graph.tables, config)))
+
+
+def decide_and_write(p, stars, stage: StageDir, graph: EdgeGraph, config: DedupConfig,
+                     index_snapshot: str | None):
+    exact = config.verify == "exact"
+    decisions = (stars
+                 | "Members" >> beam.FlatMap(components.star_members)
+                 | "ByMemberFile" >> beam.Map(lambda mr: (file_of(mr[0]), mr))
+                 | "GroupMemberFile" >> beam.GroupByKey()
+                 | "Lookup" >> beam.ParDo(LookupMembers(graph.tables, exact))
+                 | "GroupCluster" >> beam.GroupByKey()
+                 | "Decide" >> beam.ParDo(DecideCluster(config, graph.first_new_node,
+                                                        graph.end_new_node)))
+    files = p | "FilesAgain" >> beam.Create([(i, url) for i, url in enumerate(graph.doc_urls)])
+    rejected = (({"url": files, "decisions": decisions})
+                | "JoinFile" >> beam.CoGroupByKey()
+                | "Unpack" >> beam.Map(lambda kv: (kv[0], (kv[1]["url"], kv[1]["decisions"])))
+                | "Apply" >> beam.ParDo(ApplyDecisions(stage.url(DATA_DIR), graph.work_url,
+                                                       len(graph.doc_urls), config,
+                                                       index_snapshot)))
+    write_rejected(rejected, stage.url(REJECTED_DIR))
+
+
+EDGE_SCHEMA = pa.schema([pa.field("a", pa.uint64()), pa.field("b", pa.uint64())])
+
+
+def _edge_row(edge) -> dict:
+    return {"a": edge[0], "b": edge[1]}
+
+
+def _edge_files(stage: StageDir, name: str) -> list[str]:
+    return [stage.url(p[len(stage.path) + 1:])
+            for p in stage.files(posixpath.join(WORK_DIR, name), ".parquet")]
+
+
+def _read_edges(p, urls: list[str], label: str):
+    def rows(url):
+        with fsspec.open(url, "rb") as f:
+            table = pq.read_table(f, use_threads=False)
+        yield from zip(table.column("a").to_pylist(), table.column("b").to_pylist())
+
+    return p | f"{label}Files" >> beam.Create(urls) | f"{label}Rows" >> beam.FlatMap(rows)
+
+
+def build_dedup(stage: StageDir, doc_urls: list[str], config: DedupConfig, engine: EngineConfig,
+                *, snapshot: str = "local", index: IndexDir | None = None) -> dict[str, int]:
+    """Run the dedup job(s) into `stage`; with `index`, compare with its earlier snapshots and
+    stage this snapshot's part (published by the caller with `publish_index`)."""
+    doc_urls = sorted(doc_urls)
+    graph = EdgeGraph(stage, doc_urls, index_parts(index, snapshot, config.bands))
+    index_snapshot = snapshot if index is not None else None
+    rounds = min(INLINE_ROUNDS, config.max_rounds)
+
     p = make_pipeline(engine)
-    out = p | "Read" >> ReadTable(doc_urls) | "Dedup" >> Deduplicate(config)
-    out["documents"] | "WriteDocs" >> WriteTable(stage.url(DATA_DIR), DOCUMENT_SCHEMA,
-                                                 num_shards=num_shards)
-    write_rejected(out["rejected"], stage.url(REJECTED_DIR))
-    return run_pipeline(p)
+    stars = candidate_edges(p, graph, config) | "Components" >> components.Rounds(rounds)
+    stars | "EdgeRows" >> beam.Map(_edge_row) | "SaveEdges" >> WriteTable(
+        stage.url(WORK_DIR, f"edges-{rounds:02d}"), EDGE_SCHEMA, prefix="edges", num_shards=4)
+    decide_and_write(p, stars, stage, graph, config, index_snapshot)
+    counters = run_pipeline(p)
+
+    done = rounds
+    settled = components.first_settled_round(counters, 1, done)
+    while settled is None:  # rare: long chains need more rounds than the main job runs
+        if done >= config.max_rounds:
+            raise RuntimeError(f"dedup: connected components still changing after "
+                               f"{done} rounds (max_rounds); raise dedup max_rounds")
+        more = min(INLINE_ROUNDS, config.max_rounds - done)
+        _log.info("dedup: components unsettled after %d rounds; running %d more", done, more)
+        p = make_pipeline(engine)
+        edges = _read_edges(p, _edge_files(stage, f"edges-{done:02d}"), "Saved")
+        (edges | "Components" >> components.Rounds(more, first=done + 1)
+         | "EdgeRows" >> beam.Map(_edge_row)
+         | "SaveEdges" >> WriteTable(stage.url(WORK_DIR, f"edges-{done + more:02d}"),
+                                     EDGE_SCHEMA, prefix="edges", num_shards=4))
+        counters.update({k: v for k, v in run_pipeline(p).items() if "cc_round" in k})
+        settled = components.first_settled_round(counters, done + 1, done + more)
+        done += more
+        if settled is not None:  # write the outputs again from the settled components
+            for folder in (DATA_DIR, REJECTED_DIR):
+                for path in stage.files(folder):
+                    stage.fs.rm(path)
+            p = make_pipeline(engine)
+            stars = _read_edges(p, _edge_files(stage, f"edges-{done:02d}"), "Settled")
+            decide_and_write(p, stars, stage, graph, config, index_snapshot)
+            rerun = run_pipeline(p)
+            counters.update({k: v for k, v in rerun.items() if "cc_round" not in k})
+    counters[f"{STAGE}/cc_rounds"] = settled
+    _log.info("dedup: connected components settled in round %d", settled)
+    return counters
+
+
+def publish_index(stage: StageDir, index: IndexDir, snapshot: str) -> None:
+    """Publish the snapshot's staged index part (after the stage's outputs are complete)."""
+    staged = stage.url(WORK_DIR, "index")
+    if not stage.fs.exists(stage.local(WORK_DIR, "index")):
+        stage.fs.makedirs(stage.local(WORK_DIR, "index", "docs"), exist_ok=True)
+    documents = sum(pq.ParquetFile(stage.fs.open(p, "rb")).metadata.num_rows
+                    for p in stage.files(posixpath.join(WORK_DIR, "index", "docs"), ".parquet"))
+    index.publish(snapshot, staged, documents)
+
+
+def clean_work(stage: StageDir) -> None:
+    if stage.fs.exists(stage.local(WORK_DIR)):
+        stage.fs.rm(stage.local(WORK_DIR), recursive=True)

@@ -85,11 +85,27 @@ def run_filter(root: str, config: PipelineConfig) -> StageResult:
 
 
 def run_dedup(root: str, config: PipelineConfig) -> StageResult:
+    """Dedup the filtered documents; with `dedup.index` (the default) also against the snapshots
+    published before this one under the root, then publish this snapshot's kept documents."""
+    from pipelines.dedup_index import IndexDir
+
     urls, inputs = upstream(root, filters.STAGE)
+    index = IndexDir(root) if config.dedup.index else None
+    if index is not None:
+        inputs = inputs + index.fingerprint(config.snapshot)
+
+    def publish(stage: StageDir) -> dict:
+        if index is not None:
+            dedup.publish_index(stage, index, config.snapshot)
+        dedup.clean_work(stage)
+        return {}
+
     return run_stage(
-        root, dedup.STAGE, inputs=inputs, config={"dedup": config.dedup.__dict__},
-        build=lambda st: dedup.build_dedup(st, urls, config.dedup, config.shard.num_shards,
-                                           config.engine))
+        root, dedup.STAGE, inputs=inputs,
+        config={"dedup": asdict(config.dedup), "snapshot": config.snapshot},
+        build=lambda st: dedup.build_dedup(st, urls, config.dedup, config.engine,
+                                           snapshot=config.snapshot, index=index),
+        extra=publish)
 
 
 def run_shard(root: str, config: PipelineConfig) -> StageResult:

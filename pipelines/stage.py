@@ -174,9 +174,11 @@ def run_stage(root: str, name: str, *, inputs: list[dict], config: dict,
     rejected = rejected_by_reason(stage)
     records_in = counters.get(f"{name}/records_in", 0)  # a counter never incremented is absent
     if records_in != records_out + sum(rejected.values()):
+        hint = "" if f"{name}/records_in" in counters else (
+            f" (no {name}/records_in counter came back: the Beam runner must report metrics)")
         raise AccountingError(
             f"stage {name}: records_in={records_in} but records_out={records_out} + "
-            f"rejected={sum(rejected.values())} {rejected}")
+            f"rejected={sum(rejected.values())} {rejected}{hint}")
     manifest = {
         "stage": name,
         "fingerprint": fingerprint,

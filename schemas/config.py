@@ -13,12 +13,14 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """How Beam runs locally: FnApiRunner with this many workers in this mode."""
+    """Where Beam runs the stages: locally FnApiRunner with this many workers in this mode, or
+    another runner given by name with its options (README, "Running on other Beam runners").
+    Not part of any stage's fingerprint: every runner writes the same bytes."""
 
-    workers: int = 2
-    running_mode: str = "multi_processing"  # or "in_memory", "multi_threading"
+    workers: int = 2  # FnApiRunner only
+    running_mode: str = "multi_processing"  # or "in_memory", "multi_threading"; FnApiRunner only
     runner: str = "FnApiRunner"  # any Beam runner name, e.g. "PortableRunner", "FlinkRunner"
-    pipeline_args: tuple[str, ...] = ()  # extra Beam options, e.g. ("--job_endpoint=host:8099",)
+    pipeline_args: tuple[str, ...] = ()  # that runner's options, e.g. ("--job_endpoint=host:8099",)
     worker_log: str | None = None  # where local worker processes log; None = temp folder
 
 
@@ -119,10 +121,44 @@ class FilterConfig:
 
 @dataclass(frozen=True)
 class DedupConfig:
-    num_perm: int = 128
+    """MinHash LSH near-duplicate removal (`pipelines/dedup.py`).
+
+    Documents whose signatures agree on all `rows` values of at least one of `bands` bands become
+    candidates (14 x 8 is FineWeb's choice: a pair at Jaccard 0.8 is a candidate with probability
+    0.92, one at 0.5 with 0.05); a candidate pair is a duplicate only if its similarity reaches
+    `threshold` (`verify`: "estimate" from the signatures, "exact" from the shingle sets, or
+    "none" to trust the band collision). Duplicates are joined into clusters (connected
+    components); one document per cluster is kept (`keep`)."""
+
+    bands: int = 14
+    rows: int = 8  # signatures have bands * rows values
     seed: int = 1
-    threshold: float = 0.7  # estimated Jaccard similarity at which two documents are near-duplicates
-    shingle_size: int = 5  # character n-grams of the normalized text
+    shingle_size: int = 5  # tokens per shingle: words, or single CJK/Thai characters
+    threshold: float = 0.75  # Jaccard similarity at which a candidate pair is a duplicate
+    verify: str = "estimate"  # "estimate", "exact" or "none"
+    keep: str = "smallest_id"  # "smallest_id", "earliest_fetch", "longest_text", "domain_priority"
+    domain_priority: tuple[str, ...] = ()  # keep="domain_priority": hosts, most preferred first
+    band_partitions: int = 64  # band keys are sorted in this many groups (parallelism, memory)
+    max_rounds: int = 40  # connected-component rounds before giving up (each logs its changes)
+    index: bool = True  # dedup against earlier snapshots' index under the dataset root, and add to it
+
+    def __post_init__(self):
+        if self.bands < 1 or self.rows < 1 or self.shingle_size < 1:
+            raise ValueError("dedup bands, rows and shingle_size must be at least 1")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"dedup threshold must be within 0..1, not {self.threshold}")
+        if self.verify not in VERIFY_MODES:
+            raise ValueError(f"dedup verify must be one of {', '.join(VERIFY_MODES)}, "
+                             f"not {self.verify!r}")
+        if self.keep not in KEEP_POLICIES:
+            raise ValueError(f"dedup keep must be one of {', '.join(KEEP_POLICIES)}, "
+                             f"not {self.keep!r}")
+        if self.keep == "domain_priority" and not self.domain_priority:
+            raise ValueError("dedup keep=domain_priority needs a domain_priority list")
+
+
+VERIFY_MODES = ("estimate", "exact", "none")
+KEEP_POLICIES = ("smallest_id", "earliest_fetch", "longest_text", "domain_priority")
 
 
 @dataclass(frozen=True)

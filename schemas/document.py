@@ -52,6 +52,7 @@ REJECTED_SCHEMA = pa.schema(
         pa.field("id", pa.string()),
         pa.field("detail", pa.string()),  # free text: the error, the duplicate's keeper, a score
         pa.field("related_id", pa.string()),  # a duplicate: the id of the document kept instead
+        pa.field("similarity", pa.float32()),  # a near duplicate: its similarity to related_id
         pa.field("source_file", pa.string()),
         pa.field("source_offset", pa.int64()),
         pa.field("text_snippet", pa.string()),  # first characters of the text, to inspect
@@ -74,7 +75,8 @@ def empty_document(**values) -> dict:
 
 
 def rejected_record(stage: str, reason: str, *, url=None, id=None, detail=None,
-                    source_file=None, source_offset=None, text=None, related_id=None) -> dict:
+                    source_file=None, source_offset=None, text=None, related_id=None,
+                    similarity=None) -> dict:
     """A row of the rejected table; `text` is cut to a snippet."""
     return {
         "stage": stage,
@@ -83,6 +85,7 @@ def rejected_record(stage: str, reason: str, *, url=None, id=None, detail=None,
         "id": id,
         "detail": None if detail is None else str(detail)[:1000],
         "related_id": related_id,
+        "similarity": similarity,
         "source_file": source_file,
         "source_offset": source_offset,
         "text_snippet": None if text is None else text[:SNIPPET_CHARS],

@@ -6,7 +6,7 @@ import requests
 import trafilatura
 
 from flows.sample_site import generate_site, serve_site
-from pipelines.dedup import minhash_signature
+from pipelines.dedup import hasher
 from pipelines.langid import LanguageIdentifier
 from schemas.config import DedupConfig, LangIdConfig
 
@@ -38,7 +38,8 @@ def test_planted_truth_holds(tmp_path):
         assert all(m in text for m in page.main_text_markers), page.path
         assert not any(m in text for m in page.boilerplate_markers), page.path
     config = DedupConfig()
-    sig = {path: minhash_signature(text, config) for path, text in texts.items()}
+    signatures = hasher(config).signatures(list(texts.values()))
+    sig = dict(zip(texts, signatures))
     for page in truth.pages_of("exact_dup"):
         assert texts[page.path] == texts[page.dup_of]
     for page in truth.pages_of("near_dup"):

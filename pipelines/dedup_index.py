@@ -1,0 +1,137 @@
+"""The dedup index: what earlier snapshots kept, so a new snapshot is deduplicated against them.
+
+Layout under the dataset root (`dedup_index/`), one folder per published snapshot:
+
+    dedup_index/<snapshot>/_SNAPSHOT.json                 name, sequence number, counts
+    dedup_index/<snapshot>/docs/part-NNNNN.parquet        kept documents (SIGNATURE_SCHEMA)
+    dedup_index/<snapshot>/bands/band=BB/part-NNNNN.parquet   band keys -> row in docs part NNNNN
+
+A snapshot's folder is written elsewhere first (`dedup/work/index/`) and moved into place only
+after its dedup stage succeeded, so a reader never sees half of one. Snapshots are ordered by
+their sequence number: a build of snapshot S compares with the snapshots published before S (all
+of them for a new name; for a rebuild of S, those older than S, never S itself), and publishing S
+again replaces its folder and keeps its place in the order.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import time
+from dataclasses import dataclass
+
+import fsspec
+import numpy as np
+import pyarrow.parquet as pq
+
+from pipelines.stage import fs_protocol
+
+INDEX_DIR = "dedup_index"
+SNAPSHOT_FILE = "_SNAPSHOT.json"
+
+
+def safe_name(snapshot: str) -> str:
+    """A folder name for a snapshot: its characters, except those a path cannot hold."""
+    name = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in snapshot)
+    return name.strip(".") or "_"
+
+
+@dataclass(frozen=True)
+class IndexSnapshot:
+    name: str
+    seq: int
+    path: str  # folder URL
+    documents: int
+
+    def docs_urls(self, fs) -> list[str]:
+        return sorted(_url(fs, p) for p in fs.glob(posixpath.join(_path(self.path), "docs",
+                                                                  "part-*.parquet")))
+
+    def band_url(self, band: int, part_url: str) -> str:
+        return posixpath.join(self.path, "bands", f"band={band:02d}", posixpath.basename(part_url))
+
+
+def _path(url: str) -> str:
+    return fsspec.core.url_to_fs(url)[1]
+
+
+def _url(fs, path: str) -> str:
+    protocol = fs_protocol(fs)
+    return path if protocol in ("file", "local") else f"{protocol}://{path.lstrip('/')}"
+
+
+class IndexDir:
+    """`<root>/dedup_index`: list, order and publish snapshots."""
+
+    def __init__(self, root: str):
+        self.fs, root_path = fsspec.core.url_to_fs(root)
+        self.path = posixpath.join(root_path.rstrip("/"), INDEX_DIR)
+        self.url = _url(self.fs, self.path)
+
+    def snapshots(self) -> list[IndexSnapshot]:
+        found = []
+        for meta in self.fs.glob(posixpath.join(self.path, "*", SNAPSHOT_FILE)):
+            with self.fs.open(meta, "r") as f:
+                info = json.load(f)
+            found.append(IndexSnapshot(info["name"], int(info["seq"]),
+                                       _url(self.fs, posixpath.dirname(meta)),
+                                       int(info.get("documents", 0))))
+        return sorted(found, key=lambda s: s.seq)
+
+    def earlier(self, snapshot: str) -> list[IndexSnapshot]:
+        """The snapshots a build of `snapshot` is compared with."""
+        every = self.snapshots()
+        own = [s for s in every if s.name == snapshot]
+        if own:
+            return [s for s in every if s.seq < own[0].seq]
+        return every
+
+    def fingerprint(self, snapshot: str) -> list[dict]:
+        """What the earlier snapshots are, for the dedup stage's input description."""
+        return [{"path": posixpath.join(s.path, SNAPSHOT_FILE), "snapshot": s.name, "seq": s.seq,
+                 "documents": s.documents} for s in self.earlier(snapshot)]
+
+    def publish(self, snapshot: str, staged: str, documents: int) -> IndexSnapshot:
+        """Move the folder `staged` (docs/, bands/) into place as `snapshot`."""
+        every = self.snapshots()
+        own = [s for s in every if s.name == snapshot]
+        seq = own[0].seq if own else max((s.seq for s in every), default=0) + 1
+        target = posixpath.join(self.path, safe_name(snapshot))
+        staged_path = _path(staged)
+        with self.fs.open(posixpath.join(staged_path, SNAPSHOT_FILE), "w") as f:
+            json.dump({"name": snapshot, "seq": seq, "documents": documents,
+                       "published": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, f)
+        self.fs.makedirs(self.path, exist_ok=True)
+        if self.fs.exists(target):
+            self.fs.rm(target, recursive=True)
+        self.fs.mv(staged_path, target, recursive=True)
+        return IndexSnapshot(snapshot, seq, _url(self.fs, target), documents)
+
+
+# --- signature tables (SIGNATURE_SCHEMA), read by row ---------------------------------------
+
+def read_signature_table(url: str, columns: list[str]) -> dict:
+    """Columns of a signature table as {"row": int64 array, name: list or array}; "signature"
+    becomes an (n, num_perm) uint32 matrix, "shingles" a list of uint64 arrays."""
+    with fsspec.open(url, "rb") as f:
+        table = pq.read_table(f, columns=["row", *columns], use_threads=False)
+    out: dict = {"row": table.column("row").to_numpy()}
+    for name in columns:
+        values = table.column(name).to_pylist()
+        if name == "signature":
+            width = len(values[0]) // 4 if values else 0
+            out[name] = np.frombuffer(b"".join(values), dtype="<u4").reshape(len(values), width)
+        elif name == "shingles":
+            out[name] = [None if v is None else np.frombuffer(v, dtype="<u8") for v in values]
+        else:
+            out[name] = values
+    return out
+
+
+def positions(table: dict, rows: np.ndarray) -> np.ndarray:
+    """Where each of `rows` sits in a table read by `read_signature_table`."""
+    order = np.argsort(table["row"])
+    found = order[np.searchsorted(table["row"], rows, sorter=order)]
+    if not np.array_equal(table["row"][found], rows):
+        raise KeyError("a row asked for is not in the signature table")
+    return found
