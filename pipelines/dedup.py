@@ -96,9 +96,15 @@ class _Packer:
 
     def flush(self):
         for key, arrays in sorted(self.parts.items()):
-            yield WindowedValue((key, np.concatenate(arrays)), window.GlobalWindow().max_timestamp(),
-                                [window.GlobalWindow()])
+            yield WindowedValue((key, np.concatenate(arrays).tobytes()),
+                                window.GlobalWindow().max_timestamp(), [window.GlobalWindow()])
         self.parts.clear()
+
+
+def unpack(chunks, columns: int) -> np.ndarray:
+    """Packed uint64 rows (bytes, as shuffled: a bytes value costs nothing to encode, a numpy
+    array is pickled) -> one (n, columns) array."""
+    return np.frombuffer(b"".join(chunks), dtype=np.uint64).reshape(-1, columns)
 
 
 class SignFile(beam.DoFn):
@@ -214,8 +220,8 @@ class StarEdges(beam.DoFn):
         self.largest = Metrics.distribution(STAGE, "bucket_size")
 
     def process(self, element):
-        _part, arrays = element
-        rows = np.concatenate(list(arrays))
+        _part, chunks = element
+        rows = unpack(chunks, 3)
         rows = rows[np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0]))]
         keys = rows[:, 0]
         starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
@@ -232,7 +238,7 @@ class StarEdges(beam.DoFn):
         self.candidates.inc(len(edges))
         first_file = edges[:, 0] >> np.uint64(32)
         for f in np.unique(first_file):
-            yield int(f), edges[first_file == f]
+            yield int(f), edges[first_file == f].tobytes()
 
 
 class _Features:
@@ -264,8 +270,8 @@ class AttachFirst(beam.DoFn):
         self.tables, self.exact = tables, exact
 
     def process(self, element):
-        file_no, arrays = element
-        edges = np.unique(np.concatenate(list(arrays)), axis=0)
+        file_no, chunks = element
+        edges = np.unique(unpack(chunks, 2), axis=0)
         features = _Features(self.tables[file_no], self.exact)
         first = features.take(edges[:, 0] & np.uint64(0xFFFFFFFF))
         second_file = edges[:, 1] >> np.uint64(32)
@@ -390,7 +396,8 @@ class DecideCluster(beam.DoFn):
                     reason, detail = "exact_duplicate", f"duplicate of {keeper['id']}"
                 else:
                     reason, detail = "near_duplicate", f"duplicate of {keeper['id']}"
-                decision = ("reject", reason, keeper["id"], round(sim, 4), detail)
+                decision = ("reject", reason, keeper["id"], round(sim, 4),
+                            f"{detail} (similarity {sim:.2f})")
             yield file_of(node), (row, decision)
 
 

@@ -29,7 +29,7 @@ _SPACES = re.compile(r"\s+")
 TOKEN = re.compile(r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
                    r"\uac00-\ud7af\U00020000-\U0002fa1f]|[^\W_]+")
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_CHUNK = 1 << 14  # shingles per matrix product: 16k x 128 uint64 = 16 MB
+_CHUNK = 1 << 12  # shingles per matrix product: 4k x 112 uint64 = 3.5 MB
 
 
 def normalize(text: str) -> str:

@@ -98,7 +98,7 @@ def test_planted_exact_and_near_duplicates_across_files_keep_one_each(tmp_path):
             assert (row["reason"], row["similarity"]) == ("exact_duplicate", 1.0)
         else:
             assert row["reason"] == "near_duplicate" and 0.75 <= row["similarity"] < 1.0
-        assert row["detail"] == f"duplicate of {original}"
+        assert row["detail"] == f"duplicate of {original} (similarity {row['similarity']:.2f})"
     assert {rejected[e]["reason"] for e in ("e1", "e2", "e3")} == {"empty_text"}
     assert counters["dedup/cc_rounds"] >= 1
 

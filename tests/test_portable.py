@@ -40,7 +40,8 @@ CORPUS = str(Path(sys.executable).with_name("corpus"))
 def start_service(log: Path, *args: str) -> subprocess.Popen:
     """A Beam service in its own process group (so its SDK workers are stopped with it). The
     worker pool starts workers with the `python` on PATH: this virtualenv's, first."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PATH": path}
     with open(log, "wb") as out:
         return subprocess.Popen([sys.executable, "-m", *args], stdout=out,
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -79,8 +80,9 @@ def portable_engine(tmp_path_factory):
     job_log, pool_log = logs / "job-service.log", logs / "worker-pool.log"
     procs = []
     try:
-        procs.append(start_service(job_log, "apache_beam.runners.portability.local_job_service_main",
-                                   "--port", "0", "--port_file", str(port_file)))
+        procs.append(start_service(
+            job_log, "apache_beam.runners.portability.local_job_service_main",
+            "--port", "0", "--port_file", str(port_file)))
         job_port = wait_for("the job service", procs[-1], job_log,
                             lambda: port_file.exists() and port_file.read_text().strip())
         procs.append(start_service(pool_log, "apache_beam.runners.worker.worker_pool_main",
@@ -115,7 +117,7 @@ def build_all(root: Path, site_url: str, engine: EngineConfig, warcs: list[str] 
 
 def data_files(root: Path) -> dict[str, str]:
     """sha256 of every file the stages after scrape wrote (data/, rejected/, the tokenizer), by
-    path under the dataset root; manifests hold timings and engine counters, so they differ."""
+    path under the dataset root. Manifests are left out: they hold timings and their own paths."""
     out = {}
     for stage in jobs.STAGES[1:]:
         for path in sorted((root / stage).rglob("*")):
