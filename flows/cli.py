@@ -14,8 +14,8 @@ import os
 import sys
 
 from flows.dataset_root import DatasetRoot, RootError, inside, is_url, normalize_root
-from schemas.config import (EngineConfig, ExtractConfig, LangIdConfig, PipelineConfig, ReadConfig,
-                            TrainConfig)
+from schemas.config import (KEEP_POLICIES, VERIFY_MODES, DedupConfig, EngineConfig,
+                            ExtractConfig, LangIdConfig, PipelineConfig, ReadConfig, TrainConfig)
 
 # Prefect's server sends usage telemetry when it starts: offline that logs an ERROR, and on a
 # first run its database write races the migrations ("database is locked"). Opt in by setting it.
@@ -132,6 +132,32 @@ def check_engine(config: PipelineConfig) -> None:
         raise UserError(str(err)) from None
 
 
+def similarity(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be within 0..1, got {text}")
+    return value
+
+
+def dedup_settings(args) -> dict:
+    """The dedup section of the config from `--dedup-*` options (absent ones keep defaults)."""
+    data = {}
+    for option, name in (("dedup_threshold", "threshold"), ("dedup_keep", "keep"),
+                         ("dedup_verify", "verify"), ("dedup_bands", "bands"),
+                         ("dedup_rows", "rows"), ("dedup_shingle", "shingle_size")):
+        if getattr(args, option, None) is not None:
+            data[name] = getattr(args, option)
+    if getattr(args, "dedup_domains", None):
+        data["domain_priority"] = [x.strip() for x in args.dedup_domains.split(",") if x.strip()]
+        data.setdefault("keep", "domain_priority")
+    if getattr(args, "no_dedup_index", False):
+        data["index"] = False
+    return data
+
+
 def beam_option(text: str) -> str:
     """`--key=value` as Beam reads it; `key=value` gets its dashes."""
     text = text.strip()
@@ -169,7 +195,11 @@ def build_config(args) -> PipelineConfig:
     for name in ("steps", "nproc", "block_size"):
         if getattr(args, name, None) is not None:
             data["train"][name] = getattr(args, name)
-    return PipelineConfig.from_dict(data)
+    data["dedup"] = dedup_settings(args)
+    try:
+        return PipelineConfig.from_dict(data)
+    except ValueError as err:  # settings that contradict each other
+        raise UserError(str(err)) from None
 
 
 def print_summary(summary: dict, out=None) -> None:
@@ -271,8 +301,9 @@ def cmd_build(args) -> int:
     if args.train and args.until and args.until != "tokenize":
         raise UserError(f"--train needs the token shards: drop --until {args.until}")
     with root.lock("corpus build"):
-        for note in root.claim({"source": f"{len(inputs)} input file(s)", "inputs": inputs},
-                               args.overwrite):
+        identity = {"source": f"{len(inputs)} input file(s)", "inputs": inputs,
+                    "snapshot": config.snapshot}
+        for note in root.claim(identity, args.overwrite):
             print(f"note: {note}", file=sys.stderr)
         run_flow(root.root, config, inputs=inputs, train=args.train, until=args.until)
     return 0
@@ -400,7 +431,35 @@ def add_build_args(build) -> None:
                        help="keep e-mail addresses, IP addresses and phone numbers as they are")
     build.add_argument("--partition-by-lang", action="store_true",
                        help="write the corpus as shard/data/<lang>/corpus-*.parquet")
-    build.add_argument("--snapshot", help="name recorded in every document's snapshot column")
+    build.add_argument("--snapshot", help="name of this build's snapshot: recorded in every "
+                       "document, and the name under which its documents join the dataset's "
+                       "dedup index (default 'local')")
+    dedup = build.add_argument_group(
+        "dedup", "MinHash LSH near-duplicate removal (README, Deduplication)")
+    dedup.add_argument("--dedup-threshold", type=similarity, metavar="J",
+                       help=f"similarity (0..1) from which two documents are duplicates "
+                       f"(default {DedupConfig.threshold})")
+    dedup.add_argument("--dedup-keep", choices=KEEP_POLICIES,
+                       help="which document of a duplicate cluster stays (default smallest_id; "
+                       "ties by id)")
+    dedup.add_argument("--dedup-domains", metavar="LIST",
+                       help="comma-separated hosts, most preferred first: with keep "
+                       "domain_priority (implied), a page of a listed host (or its subdomain) "
+                       "stays over others")
+    dedup.add_argument("--dedup-verify", choices=VERIFY_MODES,
+                       help="how a candidate pair is checked: estimate (from the signatures, "
+                       "default), exact (shingle sets: slower, no estimation error) or none")
+    dedup.add_argument("--dedup-bands", type=positive_int, metavar="B",
+                       help=f"LSH bands (default {DedupConfig.bands})")
+    dedup.add_argument("--dedup-rows", type=positive_int, metavar="R",
+                       help=f"signature values per band (default {DedupConfig.rows}); "
+                       f"signatures have B x R values")
+    dedup.add_argument("--dedup-shingle", type=positive_int, metavar="N",
+                       help=f"tokens per shingle: words, or CJK/Thai characters (default "
+                       f"{DedupConfig.shingle_size})")
+    dedup.add_argument("--no-dedup-index", action="store_true",
+                       help="neither compare with the snapshots already in the dataset's dedup "
+                       "index nor add this one to it")
     build.add_argument("--until", choices=BUILD_STAGES,
                        help="stop after this stage (default: run them all)")
     build.add_argument("--train", action="store_true", help="train a GPT on the result too")

@@ -6,6 +6,11 @@ a URL is never turned into a local path. `dataset.json` says which inputs the fo
 `.corpus.lock` names the process writing it (pid, host, start time) so a second writer is refused,
 and a lock left by a process that no longer exists on this host is taken over. `--overwrite`
 removes only what a dataset writes (its stage folders, the demo site and `dataset.json`).
+
+A build names its snapshot (`--snapshot`). Building a new snapshot into a root that holds another
+snapshot of a build is how a dataset grows: the earlier snapshot's stage folders move to
+`snapshots/<its name>/` (nothing is lost), the dedup index under the root keeps its documents, and
+the new snapshot's stages run in the root's stage folders, deduplicated against the index.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from pipelines.stage import fs_protocol
 DATASET_FILE = "dataset.json"
 LOCK_FILE = ".corpus.lock"
 # Everything a build, a demo or a training run writes at the top of a dataset root.
-OWNED = ("scrape", "extract", "filter", "dedup", "shard", "tokenize", "train", "site",
-         INDEX_DIR, DATASET_FILE)
+STAGE_FOLDERS = ("scrape", "extract", "filter", "dedup", "shard", "tokenize", "train")
+SNAPSHOTS_DIR = "snapshots"
+OWNED = (*STAGE_FOLDERS, "site", INDEX_DIR, SNAPSHOTS_DIR, DATASET_FILE)
 
 
 # Locks this process holds, (filesystem, path, pid): released on Ctrl-C too (flows/interrupt.py).
@@ -190,6 +196,10 @@ class DatasetRoot:
         notes = []
         held = self.read_identity()
         foreign = self.foreign_entries()
+        if held is not None and held != identity and not overwrite and \
+                self._new_snapshot(held, identity):
+            notes.append(self._archive(held["snapshot"]))
+            held = None
         if held is not None and held != identity and not overwrite:
             raise RootError(f"output folder {self.root} holds another dataset (built from "
                             f"{held.get('source', '?')}); choose another --output or pass "
@@ -209,3 +219,27 @@ class DatasetRoot:
         self.fs.pipe_file(self.join(DATASET_FILE),
                           json.dumps(identity, indent=2, sort_keys=True).encode())
         return notes
+
+    @staticmethod
+    def _new_snapshot(held: dict, identity: dict) -> bool:
+        """Both are builds with a snapshot name, and the names differ."""
+        old, new = held.get("snapshot"), identity.get("snapshot")
+        return bool(old) and bool(new) and old != new
+
+    def _archive(self, snapshot: str) -> str:
+        """Move the stage folders of the snapshot the root holds to snapshots/<name>/."""
+        from pipelines.dedup_index import safe_name
+
+        target = self.join(SNAPSHOTS_DIR, safe_name(snapshot))
+        if self.fs.exists(target):
+            raise RootError(f"{target} exists already: snapshot {snapshot!r} was archived "
+                            f"before; move it away or pass --overwrite to start the dataset "
+                            f"over")
+        self.fs.makedirs(target, exist_ok=True)
+        moved = []
+        for name in (*STAGE_FOLDERS, DATASET_FILE):
+            if self.fs.exists(self.join(name)):
+                self.fs.mv(self.join(name), posixpath.join(target, name), recursive=True)
+                moved.append(name)
+        return (f"snapshot {snapshot!r} moved to {target} ({', '.join(moved)}); the new "
+                f"snapshot is deduplicated against it through {INDEX_DIR}/")

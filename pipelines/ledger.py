@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipelines.dedup_index import IndexDir
 from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir
 
 # The stages a document passes, in order; the last one holds the corpus.
@@ -73,13 +74,13 @@ def trace(root: str, url: str) -> list[Fate]:
     stages = [StageDir(root, name) for name in LEDGER_STAGES]
     stages = [s for s in stages if s.manifest() is not None]
     for candidate in url_variants(url):
-        fates = _trace_exact(stages, candidate)
+        fates = _trace_exact(stages, candidate, root)
         if fates:
             return fates
     return []
 
 
-def _trace_exact(stages: list[StageDir], url: str) -> list[Fate]:
+def _trace_exact(stages: list[StageDir], url: str, root: str) -> list[Fate]:
     fates: list[Fate] = []
     settled: set = set()  # (id, source) of records already explained
     rejected_cols = ["stage", "reason", "url", "id", "detail", "related_id", "source_file",
@@ -94,7 +95,7 @@ def _trace_exact(stages: list[StageDir], url: str) -> list[Fate]:
                         reason=row["reason"], detail=row["detail"], source=_source(row))
             if row.get("related_id"):
                 fate.kept_instead = {"id": row["related_id"],
-                                     "url": _url_of(stages, row["related_id"])}
+                                     "url": _url_of(stages, row["related_id"], root)}
             fates.append(fate)
     corpus = next((s for s in stages if s.name == CORPUS_STAGE), None)
     if corpus is not None:
@@ -108,11 +109,20 @@ def _trace_exact(stages: list[StageDir], url: str) -> list[Fate]:
     return fates
 
 
-def _url_of(stages: list[StageDir], doc_id: str) -> str | None:
-    """The URL of a document id, from the latest stage that kept it."""
+def _url_of(stages: list[StageDir], doc_id: str, root: str) -> str | None:
+    """The URL of a document id, from the latest stage that kept it, else from the earlier
+    snapshots in the dedup index (a `duplicate_of` names a document kept by one of them)."""
     for stage in reversed(stages):
         for _path, row in _rows(stage, DATA_DIR, "id", [doc_id], ["id", "url"]):
             return row["url"]
+    index = IndexDir(root)
+    for snapshot in reversed(index.snapshots()):
+        for url in snapshot.docs_urls(index.fs):
+            with index.fs.open(url, "rb") as f:
+                table = pq.read_table(f, columns=["id", "url"], use_threads=False)
+            hits = table.filter(pc.equal(table.column("id"), doc_id))
+            if hits.num_rows:
+                return hits.column("url")[0].as_py()
     return None
 
 
