@@ -5,8 +5,9 @@ Only small things cross a shuffle; documents never do. In order:
 
 1. `SignFile` reads each input file once: per document it computes the normalized-text hash and
    a MinHash signature (`pipelines.minhash`, in batches), writes them with the document's
-   identity to a signature table beside the stage (`dedup/work/sig/`), and emits packed band
-   keys `(key, order, node)` grouped by key range. A node is `(file number << 32) | row`.
+   identity to a signature table beside the stage (`dedup/work/sig/`), and writes its band keys
+   `(key, order, node)` to files by key range (`dedup/work/bands/`, an external sort: only file
+   names are shuffled). A node is `(file number << 32) | row`.
 2. `StarEdges` sorts each key range; documents sharing a band key are linked to the first of
    them (a star: k - 1 edges for k documents, so a bucket of thousands of pages with one
    boilerplate band costs thousands of edges, not millions). Exact duplicates share every band.
@@ -31,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import posixpath
+import uuid
 from collections import defaultdict
 
 import apache_beam as beam
@@ -83,28 +85,63 @@ def hasher(config: DedupConfig) -> MinHasher:
     return MinHasher(config.bands, config.rows, config.seed, config.shingle_size)
 
 
-class _Packer:
-    """Per-bundle buffers of numpy rows, emitted as one element per key at the bundle's end
-    (thousands of tiny elements would cost more to shuffle than their content)."""
+class _BandSpill:
+    """Band key rows `(key, order, node)`, spilled to files by key range.
 
-    def __init__(self):
+    Band keys are the one large thing dedup sorts (bands x 24 bytes per document), and a local
+    runner holds shuffled data in memory, several times over. So they take the way of an external
+    sort: each worker writes them to `work/bands/pNNNN/` under the stage, and only the file names
+    cross the shuffle (which also makes the sorting stage wait until every file is written)."""
+
+    LIMIT = 1 << 20  # rows buffered before writing (24 MB)
+
+    def __init__(self, folder: str, partitions: int):
+        self.folder, self.partitions = folder, partitions
         self.parts: dict = defaultdict(list)
+        self.rows = 0
+        self.written: list = []
 
-    def add(self, key, array: np.ndarray) -> None:
-        if len(array):
-            self.parts[key].append(array)
+    def add(self, rows: np.ndarray) -> None:
+        part = rows[:, 0] % np.uint64(self.partitions)
+        order = np.argsort(part, kind="stable")
+        rows, part = rows[order], part[order]
+        starts = np.flatnonzero(np.r_[True, part[1:] != part[:-1]])
+        for a, b in zip(starts, np.r_[starts[1:], len(rows)]):
+            self.parts[int(part[a])].append(rows[a:b])
+        self.rows += len(rows)
+        if self.rows >= self.LIMIT:
+            self.spill()
 
-    def flush(self):
-        for key, arrays in sorted(self.parts.items()):
-            yield WindowedValue((key, np.concatenate(arrays).tobytes()),
-                                window.GlobalWindow().max_timestamp(), [window.GlobalWindow()])
+    def spill(self) -> None:
+        for p, arrays in sorted(self.parts.items()):
+            url = posixpath.join(self.folder, f"p{p:04d}", f"{uuid.uuid4().hex}.npy")
+            with fsspec.open(url, "wb") as f:
+                np.save(f, np.concatenate(arrays))
+            self.written.append((p, url))
         self.parts.clear()
+        self.rows = 0
+
+    def finish(self):
+        """Write what is left; yield (key range, file URL) for every file written."""
+        self.spill()
+        for item in self.written:
+            yield WindowedValue(item, window.GlobalWindow().max_timestamp(),
+                                [window.GlobalWindow()])
+        self.written = []
 
 
 def unpack(chunks, columns: int) -> np.ndarray:
     """Packed uint64 rows (bytes, as shuffled: a bytes value costs nothing to encode, a numpy
     array is pickled) -> one (n, columns) array."""
     return np.frombuffer(b"".join(chunks), dtype=np.uint64).reshape(-1, columns)
+
+
+def read_band_files(urls) -> np.ndarray:
+    arrays = []
+    for url in sorted(urls):
+        with fsspec.open(url, "rb") as f:
+            arrays.append(np.load(f))
+    return np.concatenate(arrays) if arrays else np.empty((0, 3), dtype=np.uint64)
 
 
 class SignFile(beam.DoFn):
@@ -118,11 +155,12 @@ class SignFile(beam.DoFn):
         self.docs = Metrics.counter(STAGE, "documents_signed")
 
     def start_bundle(self):
-        self.packer = _Packer()
+        self.spill = _BandSpill(posixpath.join(self.work_url, "bands"),
+                                self.config.band_partitions)
 
     def process(self, element):
         file_no, url = element
-        config, partitions = self.config, self.config.band_partitions
+        config = self.config
         writer = None
         out_url = signature_url(self.work_url, file_no)
         with fsspec.open(url, "rb") as f, fsspec.open(out_url, "wb") as out:
@@ -143,7 +181,7 @@ class SignFile(beam.DoFn):
                         (np.asarray(keep, dtype=np.uint64) + np.uint64(row0))
                     order = np.array([order_key(d["id"], d["source_file"], d["source_offset"])
                                       for d in docs], dtype=np.uint64) | _NEW
-                    self._pack(keys, order, nodes, partitions)
+                    self._spill(keys, order, nodes)
                     writer.write_table(signature_rows(
                         [row0 + i for i in keep], docs, texts, sigs,
                         [shingle_hashes(t, config.shingle_size) for t in texts]
@@ -153,18 +191,16 @@ class SignFile(beam.DoFn):
             writer.close()
         return []
 
-    def _pack(self, keys: np.ndarray, order: np.ndarray, nodes: np.ndarray, partitions: int):
+    def _spill(self, keys: np.ndarray, order: np.ndarray, nodes: np.ndarray):
         n, bands = keys.shape
         flat = np.empty((n * bands, 3), dtype=np.uint64)
         flat[:, 0] = keys.reshape(-1)
         flat[:, 1] = np.repeat(order, bands)
         flat[:, 2] = np.repeat(nodes, bands)
-        part = flat[:, 0] % np.uint64(partitions)
-        for p in np.unique(part):
-            self.packer.add(int(p), flat[part == p])
+        self.spill.add(flat)
 
     def finish_bundle(self):
-        yield from self.packer.flush()
+        yield from self.spill.finish()
 
 
 def signature_url(work_url: str, file_no: int) -> str:
@@ -186,13 +222,13 @@ def signature_rows(rows: list[int], docs: list[dict], texts: list[str], sigs: np
 
 
 class ReadIndexBands(beam.DoFn):
-    """(node base, band file URLs of one index docs part) -> packed band keys like SignFile's."""
+    """(node base, band file URLs of one index docs part) -> band key files like SignFile's."""
 
-    def __init__(self, partitions: int):
-        self.partitions = partitions
+    def __init__(self, work_url: str, partitions: int):
+        self.work_url, self.partitions = work_url, partitions
 
     def start_bundle(self):
-        self.packer = _Packer()
+        self.spill = _BandSpill(posixpath.join(self.work_url, "bands"), self.partitions)
 
     def process(self, element):
         base, band_urls = element
@@ -201,14 +237,11 @@ class ReadIndexBands(beam.DoFn):
                 table = pq.read_table(f, schema=BAND_SCHEMA, use_threads=False)
             keys = table.column("key").to_numpy().astype(np.uint64)
             nodes = np.uint64(base) + table.column("row").to_numpy().astype(np.uint64)
-            flat = np.stack([keys, nodes >> np.uint64(1), nodes], axis=1)  # order: old first
-            part = keys % np.uint64(self.partitions)
-            for p in np.unique(part):
-                self.packer.add(int(p), flat[part == p])
+            self.spill.add(np.stack([keys, nodes >> np.uint64(1), nodes], axis=1))  # old first
         return []
 
     def finish_bundle(self):
-        yield from self.packer.flush()
+        yield from self.spill.finish()
 
 
 class StarEdges(beam.DoFn):
@@ -220,8 +253,8 @@ class StarEdges(beam.DoFn):
         self.largest = Metrics.distribution(STAGE, "bucket_size")
 
     def process(self, element):
-        _part, chunks = element
-        rows = unpack(chunks, 3)
+        _part, urls = element
+        rows = read_band_files(urls)
         rows = rows[np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0]))]
         keys = rows[:, 0]
         starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
@@ -532,7 +565,8 @@ def candidate_edges(p, graph: EdgeGraph, config: DedupConfig):
     signed = files | "Sign" >> beam.ParDo(SignFile(config, graph.work_url))
     old = (p | "IndexParts" >> beam.Create([((n_new + j) << 32, bands) for j, (_docs, bands)
                                             in enumerate(graph.index_parts)])
-           | "ReadIndexBands" >> beam.ParDo(ReadIndexBands(config.band_partitions)))
+           | "ReadIndexBands" >> beam.ParDo(ReadIndexBands(graph.work_url,
+                                                           config.band_partitions)))
     return ((signed, old) | "AllBands" >> beam.Flatten()
             | "GroupKeyRange" >> beam.GroupByKey()
             | "StarEdges" >> beam.ParDo(StarEdges())
