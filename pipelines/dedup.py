@@ -82,7 +82,8 @@ def order_key(doc_id, source_file, source_offset) -> int:
 
 
 def hasher(config: DedupConfig) -> MinHasher:
-    return MinHasher(config.bands, config.rows, config.seed, config.shingle_size)
+    return MinHasher(config.bands, config.rows, config.seed, config.shingle_size,
+                     config.num_perm)
 
 
 class _BandSpill:
@@ -517,7 +518,7 @@ class ApplyDecisions(beam.DoFn):
             pq.write_table(table, f, compression="zstd")
         values = table.column("signature").to_pylist()
         sigs = np.frombuffer(b"".join(values), dtype="<u4").reshape(
-            len(values), self.config.bands * self.config.rows)
+            len(values), self.hasher.num_perm)
         keys = self.hasher.band_keys(sigs)
         for band in range(self.config.bands):
             bands = pa.table({"key": pa.array(keys[:, band], pa.uint64()),

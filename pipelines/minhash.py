@@ -4,8 +4,8 @@ A document's text is normalized (NFKC, case folded), cut into tokens (runs of le
 each Chinese, Japanese, Korean or Thai character is a token of its own, since those scripts do not
 put spaces between words), and every `shingle_size` consecutive tokens make a shingle. Each token
 gets a CRC-32, mixed to 64 bits; a shingle's hash folds its tokens' hashes in order. The signature
-is, for each of `bands * rows` hash functions `h_i(x) = (a_i * x + b_i) >> 32` (64-bit arithmetic,
-`a_i` odd, drawn from `seed`), the minimum over the document's shingles: the share of equal
+is, for each of `num_perm` hash functions `h_i(x) = a_i * x + b_i mod 2^64` (`a_i` odd, drawn
+from `seed`), the top 32 bits of the minimum over the document's shingles: the share of equal
 positions in two signatures estimates the Jaccard similarity of their shingle sets. The same text
 and seed give the same signature in every process and on every machine (nothing depends on
 Python's per-process string hash).
@@ -80,16 +80,20 @@ def exact_jaccard(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class MinHasher:
-    """Signatures of `bands * rows` uint32 values, and the band keys LSH buckets documents by."""
+    """Signatures of `num_perm` uint32 values (at least `bands * rows`), and the band keys LSH
+    buckets documents by (from the first `bands * rows` values). Values beyond those serve only
+    to estimate similarity more closely."""
 
-    def __init__(self, bands: int, rows: int, seed: int, shingle_size: int):
+    def __init__(self, bands: int, rows: int, seed: int, shingle_size: int,
+                 num_perm: int | None = None):
         self.bands, self.rows, self.shingle_size = bands, rows, shingle_size
-        self.num_perm = bands * rows
+        self.num_perm = max(num_perm or 0, bands * rows)
         rng = np.random.default_rng(seed)
         self.a = rng.integers(1, 1 << 63, self.num_perm, dtype=np.uint64) | np.uint64(1)
         self.b = rng.integers(0, 1 << 63, self.num_perm, dtype=np.uint64)
         # per-band salts, so equal values in two different bands are different keys
         self.band_salt = _mix(np.arange(1, bands + 1, dtype=np.uint64) * _GOLDEN)
+        self._scratch: np.ndarray | None = None
 
     def signatures(self, texts: list[str]) -> np.ndarray:
         """(len(texts), num_perm) uint32 signatures."""
@@ -102,19 +106,26 @@ class MinHasher:
                 total += len(parts[stop])
                 stop += 1
             x = np.concatenate(parts[start:stop])
-            with np.errstate(over="ignore"):
-                values = ((x[:, None] * self.a[None, :] + self.b[None, :])
-                          >> np.uint64(32)).astype(np.uint32)
+            values = self._buffer(len(x))
+            np.multiply(x[:, None], self.a[None, :], out=values)  # wraps mod 2^64
+            np.add(values, self.b[None, :], out=values)
             offsets = np.cumsum([0] + [len(p) for p in parts[start:stop - 1]])
-            out[start:stop] = np.minimum.reduceat(values, offsets, axis=0)
+            out[start:stop] = np.minimum.reduceat(values, offsets, axis=0) >> np.uint64(32)
             start = stop
         return out
+
+    def _buffer(self, n: int) -> np.ndarray:
+        """A reused (n, num_perm) uint64 scratch matrix (one allocation, not one per chunk)."""
+        if self._scratch is None or len(self._scratch) < n:
+            self._scratch = np.empty((max(n, _CHUNK), self.num_perm), dtype=np.uint64)
+        return self._scratch[:n]
 
     def band_keys(self, signatures: np.ndarray) -> np.ndarray:
         """(n, bands) uint64: one key per band of each signature; equal keys = equal bands
         (up to a 2^-64 chance of collision, which verification then rejects)."""
         n = signatures.shape[0]
-        rows = signatures.reshape(n, self.bands, self.rows).astype(np.uint64)
+        rows = signatures[:, :self.bands * self.rows].reshape(n, self.bands, self.rows) \
+            .astype(np.uint64)
         acc = np.broadcast_to(self.band_salt, (n, self.bands)).copy()
         with np.errstate(over="ignore"):
             for j in range(self.rows):

@@ -131,10 +131,11 @@ class DedupConfig:
     components); one document per cluster is kept (`keep`)."""
 
     bands: int = 14
-    rows: int = 8  # signatures have bands * rows values
+    rows: int = 8  # LSH takes bands * rows values of the signature
+    num_perm: int = 256  # signature values (>= bands * rows); more = closer similarity estimates
     seed: int = 1
     shingle_size: int = 5  # tokens per shingle: words, or single CJK/Thai characters
-    threshold: float = 0.75  # Jaccard similarity at which a candidate pair is a duplicate
+    threshold: float = 0.79  # Jaccard similarity from which a candidate pair is a duplicate
     verify: str = "estimate"  # "estimate", "exact" or "none"
     keep: str = "smallest_id"  # "smallest_id", "earliest_fetch", "longest_text", "domain_priority"
     domain_priority: tuple[str, ...] = ()  # keep="domain_priority": hosts, most preferred first
@@ -145,6 +146,9 @@ class DedupConfig:
     def __post_init__(self):
         if self.bands < 1 or self.rows < 1 or self.shingle_size < 1:
             raise ValueError("dedup bands, rows and shingle_size must be at least 1")
+        if self.num_perm < self.bands * self.rows:
+            raise ValueError(f"dedup num_perm ({self.num_perm}) must be at least bands x rows "
+                             f"({self.bands * self.rows})")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"dedup threshold must be within 0..1, not {self.threshold}")
         if self.verify not in VERIFY_MODES:

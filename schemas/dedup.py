@@ -23,7 +23,7 @@ SIGNATURE_SCHEMA = pa.schema(
         pa.field("snapshot", pa.string()),
         pa.field("n_chars", pa.int64()),  # length of the text (keep="longest_text")
         pa.field("text_hash", pa.string()),  # sha256 of the normalized text
-        pa.field("signature", pa.binary()),  # bands * rows little-endian uint32
+        pa.field("signature", pa.binary()),  # num_perm little-endian uint32 (MinHasher)
         pa.field("shingles", pa.binary()),  # verify="exact" only: uint64 shingle hashes, else null
     ]
 )
