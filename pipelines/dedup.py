@@ -345,23 +345,22 @@ class VerifyEdges(beam.DoFn):
 
 
 class LookupMembers(beam.DoFn):
-    """(file, [(member, root)]) -> (root, member's identity and features)."""
+    """(file, [(member, root)]) -> (root, member's identity and signature)."""
 
-    def __init__(self, tables: list[str], exact: bool):
-        self.tables, self.exact = tables, exact
+    def __init__(self, tables: list[str]):
+        self.tables = tables
 
     def process(self, element):
         file_no, pairs = element
         roots = dict(pairs)
         nodes = np.array(sorted(roots), dtype=np.uint64)
         rows = (nodes & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        columns = IDENTITY_COLUMNS + (["signature", "shingles"] if self.exact else ["signature"])
-        table = read_signature_table(self.tables[file_no], columns)
+        table = read_signature_table(self.tables[file_no], IDENTITY_COLUMNS + ["signature"])
         at = positions(table, rows)
         for node, i in zip(nodes, at):
             info = {name: table[name][i] for name in IDENTITY_COLUMNS}
             info["node"] = int(node)
-            info["feature"] = table["shingles" if self.exact else "signature"][i]
+            info["signature"] = table["signature"][i]
             yield roots[int(node)], info
 
 
@@ -412,7 +411,6 @@ class DecideCluster(beam.DoFn):
         keeper = members[0]
         old_keeper = keeper["node"] >= self.end_new
         self.sizes.update(len(members))
-        exact = self.config.verify == "exact"
         for m in members:
             node = m["node"]
             if not self.first_new <= node < self.end_new:
@@ -421,8 +419,7 @@ class DecideCluster(beam.DoFn):
             if m is keeper:
                 decision = ("keep", keeper["id"], len(members))
             else:
-                sim = exact_jaccard(keeper["feature"], m["feature"]) if exact else \
-                    float(estimated_jaccard(keeper["feature"], m["feature"]))
+                sim = float(estimated_jaccard(keeper["signature"], m["signature"]))
                 if old_keeper:
                     reason = "duplicate_of"
                     detail = f"duplicate of {keeper['id']} in snapshot {keeper['snapshot']}"
@@ -579,12 +576,11 @@ def candidate_edges(p, graph: EdgeGraph, config: DedupConfig):
 
 def decide_and_write(p, stars, stage: StageDir, graph: EdgeGraph, config: DedupConfig,
                      index_snapshot: str | None):
-    exact = config.verify == "exact"
     decisions = (stars
                  | "Members" >> beam.FlatMap(components.star_members)
                  | "ByMemberFile" >> beam.Map(lambda mr: (file_of(mr[0]), mr))
                  | "GroupMemberFile" >> beam.GroupByKey()
-                 | "Lookup" >> beam.ParDo(LookupMembers(graph.tables, exact))
+                 | "Lookup" >> beam.ParDo(LookupMembers(graph.tables))
                  | "GroupCluster" >> beam.GroupByKey()
                  | "Decide" >> beam.ParDo(DecideCluster(config, graph.first_new_node,
                                                         graph.end_new_node)))

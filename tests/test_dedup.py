@@ -5,16 +5,19 @@ earlier ones through the dataset's dedup index."""
 import random
 from datetime import datetime, timezone
 
+import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import dedup, jobs
+from pipelines import components, dedup, jobs
 from pipelines.dedup_index import IndexDir
 from pipelines.minhash import exact_jaccard, shingle_hashes
 from pipelines.stage import StageDir, run_stage
 from schemas.config import DedupConfig, EngineConfig, PipelineConfig
 from schemas.document import DOCUMENT_SCHEMA, empty_document
+from tests.beam_helpers import fn_api_pipeline
 from tests.conftest import shared
 
 IN_PROCESS = EngineConfig(running_mode="in_memory", workers=1)
@@ -140,7 +143,56 @@ def test_a_chain_of_similar_documents_is_one_cluster(tmp_path):
     kept, rejected, _ = run(tmp_path, docs, DedupConfig(verify="exact", threshold=0.8), files=3)
     assert kept == {"A": ("A", 3)}
     assert rejected["B"]["related_id"] == rejected["C"]["related_id"] == "A"
-    assert rejected["C"]["similarity"] == pytest.approx(j["AC"], abs=1e-4)  # below threshold
+    # C's similarity to the kept A is below the threshold: C is in only through B
+    assert rejected["C"]["similarity"] < 0.8 and rejected["C"]["similarity"] == \
+        pytest.approx(j["AC"], abs=0.08)
+
+
+def reference_components(edges) -> dict:
+    """Union-find, the obvious way, to check the Beam rounds against."""
+    parent: dict = {}
+
+    def find(x):
+        while parent.setdefault(x, x) != x:
+            x = parent[x]
+        return x
+
+    for a, b in edges:
+        ra, rb = find(a), find(b)
+        parent[max(ra, rb)] = min(ra, rb)
+    return {x: find(x) for x in parent}
+
+
+def test_component_rounds_agree_with_union_find_on_random_graphs():
+    rng = random.Random(2)
+    nodes = rng.sample(range(1, 10**9), 300)
+    edges = [(rng.choice(nodes), rng.choice(nodes)) for _ in range(260)]
+    edges += [(nodes[i], nodes[i + 1]) for i in range(40)]  # and one long path
+    edges = [(a, b) for a, b in edges if a != b]
+    with fn_api_pipeline() as p:
+        stars = p | beam.Create(edges) | components.Rounds(12)
+        members = stars | beam.FlatMap(components.star_members) | beam.Distinct()
+        assert_that(members, equal_to(sorted(reference_components(edges).items())))
+
+
+def test_chains_longer_than_the_main_job_rounds_finish_in_follow_up_jobs(tmp_path,
+                                                                        monkeypatch):
+    """A chain of 12 documents, each a small edit of the one before: with one component round
+    in the main job the rest run as follow-up jobs, and the result is the same."""
+    pool = sentences("en")
+    texts = [pool[:40]]
+    for i in range(11):
+        texts.append(pool[300 + i:301 + i] + texts[-1][1:])  # first sentence replaced
+    docs = [doc(f"c{i:02d}", " ".join(t)) for i, t in enumerate(reversed(texts))]
+    config = DedupConfig(verify="exact", threshold=0.8)
+    kept, rejected, counters = run(tmp_path, docs, config, files=3, name="inline")
+    monkeypatch.setattr(dedup, "INLINE_ROUNDS", 1)
+    again, rejected_again, counters_again = run(tmp_path, docs, config, files=3, name="more")
+    assert len(kept) == 1 and (kept, rejected) == (again, rejected_again)
+    assert counters_again["dedup/cc_rounds"] > 1
+    with pytest.raises(RuntimeError, match="max_rounds"):
+        run(tmp_path, docs, DedupConfig(verify="exact", threshold=0.8, max_rounds=1), files=3,
+            name="bounded")
 
 
 def test_thousands_of_identical_documents_give_linear_edges(tmp_path):
