@@ -1,0 +1,62 @@
+"""MinHash signatures: the same everywhere, close to the true Jaccard, words or CJK characters."""
+
+import subprocess
+import sys
+
+import numpy as np
+
+from pipelines.minhash import (MinHasher, estimated_jaccard, exact_jaccard, normalize,
+                               shingle_hashes, text_hash, tokens)
+from tests.conftest import ROOT, shared
+
+
+def test_normalize_folds_case_width_and_spaces():
+    assert normalize("  Ｈello \n\t WORLD ") == "hello world"
+    assert text_hash("STRASSE am Ende") == text_hash("straße  am ende")
+
+
+def test_tokens_are_words_or_single_cjk_and_thai_characters():
+    assert tokens("Hello, World_wide 42!") == ["hello", "world", "wide", "42"]
+    assert tokens("数据去重，很重要") == ["数", "据", "去", "重", "很", "重", "要"]
+    assert tokens("データ") == ["デ", "ー", "タ"]
+    assert tokens("ภาษาไทย") == list("ภาษาไทย")
+
+
+def test_signatures_are_the_same_in_another_process():
+    text = " ".join(shared("langid", "de.txt").read_text(encoding="utf-8").splitlines()[:20])
+    here = MinHasher(14, 8, 1, 5, 256).signatures([text])[0]
+    code = ("import sys; from pipelines.minhash import MinHasher; "
+            "sys.stdout.write(MinHasher(14, 8, 1, 5, 256).signatures([sys.stdin.read()])[0]"
+            ".tobytes().hex())")
+    there = subprocess.run([sys.executable, "-c", code], input=text, capture_output=True,
+                           text=True, cwd=ROOT, check=True, env={"PYTHONHASHSEED": "123"})
+    assert here.tobytes().hex() == there.stdout
+    other_seed = MinHasher(14, 8, 2, 5, 256).signatures([text])[0]
+    assert (here == other_seed).mean() < 0.1
+
+
+def test_batches_give_the_same_signatures_as_one_by_one():
+    lines = shared("langid", "fr.txt").read_text(encoding="utf-8").splitlines()
+    texts = [" ".join(lines[i:i + 30]) for i in range(0, 400, 13)] + ["", "court"]
+    hasher = MinHasher(14, 8, 1, 5, 256)
+    batch = hasher.signatures(texts)
+    single = np.stack([hasher.signatures([t])[0] for t in texts])
+    assert np.array_equal(batch, single)
+    assert hasher.band_keys(batch).shape == (len(texts), 14)
+
+
+def test_estimate_follows_the_exact_jaccard_for_words_and_for_chinese():
+    hasher = MinHasher(14, 8, 1, 5, 256)
+    for lang in ("en", "zh"):
+        lines = shared("langid", f"{lang}.txt").read_text(encoding="utf-8").splitlines()
+        base = lines[:40]
+        for keep in (40, 36, 30, 20):
+            other = base[:keep] + lines[100:100 + 40 - keep]
+            a, b = " ".join(base), " ".join(other)
+            exact = exact_jaccard(shingle_hashes(a, 5), shingle_hashes(b, 5))
+            est = float(estimated_jaccard(*hasher.signatures([a, b])))
+            assert abs(est - exact) < 0.1, (lang, keep, est, exact)
+    # Chinese is cut into characters: a one-character edit leaves most shingles shared
+    zh = "".join(shared("langid", "zh.txt").read_text(encoding="utf-8").splitlines()[:10])
+    edited = zh[:50] + "变" + zh[51:]
+    assert exact_jaccard(shingle_hashes(zh, 5), shingle_hashes(edited, 5)) > 0.9
