@@ -2,7 +2,6 @@
 checked against the truth the generator planted."""
 
 import json
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pyarrow as pa
