@@ -46,7 +46,8 @@ from apache_beam.transforms import window
 from apache_beam.utils.windowed_value import WindowedValue
 
 from pipelines import components
-from pipelines.dedup_index import IndexDir, positions, read_signature_table
+from pipelines.dedup_index import (IndexDir, positions, read_signature_table,
+                                   signature_matrix)
 from pipelines.engine import make_pipeline, run_pipeline
 from pipelines.minhash import MinHasher, estimated_jaccard, exact_jaccard, shingle_hashes, text_hash
 from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir
@@ -58,7 +59,8 @@ from schemas.document import DOCUMENT_SCHEMA, rejected_record
 STAGE = "dedup"
 WORK_DIR = "work"
 INLINE_ROUNDS = 4  # component rounds inside the main job; more run as follow-up jobs if needed
-_BATCH = 512  # documents per signature batch
+_BATCH = 256  # documents per batch read, signed or written
+_READ_BUFFER = 1 << 20  # Parquet column chunks are read in pieces of this size, not whole
 _NEW = np.uint64(1 << 63)  # order keys: earlier snapshots' documents (top bit 0) come first
 _log = logging.getLogger(__name__)
 
@@ -168,8 +170,8 @@ class SignFile(beam.DoFn):
             row0 = 0
             columns = ["id", "url", "host", "fetch_time", "source_file", "source_offset",
                        "snapshot", "text"]
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=_BATCH, columns=columns,
-                                                        use_threads=False):
+            for batch in pq.ParquetFile(f, buffer_size=_READ_BUFFER).iter_batches(
+                    batch_size=_BATCH, columns=columns, use_threads=False):
                 rows = batch.to_pylist()
                 keep = [i for i, r in enumerate(rows) if has_text(r["text"])]
                 if keep:
@@ -457,7 +459,8 @@ class ApplyDecisions(beam.DoFn):
         row0 = 0
         with fsspec.open(url, "rb") as f, fsspec.open(out_url, "wb") as out:
             writer = pq.ParquetWriter(out, DOCUMENT_SCHEMA, compression="zstd")
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=_BATCH, use_threads=False):
+            for batch in pq.ParquetFile(f, buffer_size=_READ_BUFFER).iter_batches(
+                    batch_size=_BATCH, use_threads=False):
                 table = pa.Table.from_batches([batch]).cast(DOCUMENT_SCHEMA)
                 self.records_in.inc(table.num_rows)
                 keep, th, cluster, count = [], [], [], []
@@ -512,13 +515,10 @@ class ApplyDecisions(beam.DoFn):
         name = f"part-{file_no:05d}.parquet"
         with fsspec.open(posixpath.join(base, "docs", name), "wb") as f:
             pq.write_table(table, f, compression="zstd")
-        values = table.column("signature").to_pylist()
-        sigs = np.frombuffer(b"".join(values), dtype="<u4").reshape(
-            len(values), self.hasher.num_perm)
-        keys = self.hasher.band_keys(sigs)
+        keys = self.hasher.band_keys(signature_matrix(table.column("signature")))
         for band in range(self.config.bands):
             bands = pa.table({"key": pa.array(keys[:, band], pa.uint64()),
-                              "row": pa.array(np.arange(len(values)), pa.int64())},
+                              "row": pa.array(np.arange(len(keys)), pa.int64())},
                              schema=BAND_SCHEMA)
             with fsspec.open(posixpath.join(base, "bands", f"band={band:02d}", name), "wb") as f:
                 pq.write_table(bands, f, compression="zstd")

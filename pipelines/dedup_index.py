@@ -117,15 +117,31 @@ def read_signature_table(url: str, columns: list[str]) -> dict:
         table = pq.read_table(f, columns=["row", *columns], use_threads=False)
     out: dict = {"row": table.column("row").to_numpy()}
     for name in columns:
-        values = table.column(name).to_pylist()
         if name == "signature":
-            width = len(values[0]) // 4 if values else 0
-            out[name] = np.frombuffer(b"".join(values), dtype="<u4").reshape(len(values), width)
-        elif name == "shingles":
+            out[name] = signature_matrix(table.column(name))
+            continue
+        values = table.column(name).to_pylist()
+        if name == "shingles":
             out[name] = [None if v is None else np.frombuffer(v, dtype="<u8") for v in values]
         else:
             out[name] = values
     return out
+
+
+def signature_matrix(column) -> np.ndarray:
+    """A column of equal-length signatures -> (n, num_perm) uint32, straight from the Arrow
+    buffers (no Python bytes object per row: a file's table can hold 100,000 of them)."""
+    array = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    n = len(array)
+    if n == 0:
+        return np.empty((0, 0), dtype="<u4")
+    _validity, offsets, data = array.buffers()
+    offsets = np.frombuffer(offsets, dtype=np.int32)[array.offset:array.offset + n + 1]
+    width = int(offsets[1] - offsets[0])
+    if not np.all(np.diff(offsets) == width):
+        raise ValueError("signatures of different lengths in one table")
+    values = np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]]
+    return values.view("<u4").reshape(n, width // 4)
 
 
 def positions(table: dict, rows: np.ndarray) -> np.ndarray:

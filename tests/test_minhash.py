@@ -60,3 +60,19 @@ def test_estimate_follows_the_exact_jaccard_for_words_and_for_chinese():
     zh = "".join(shared("langid", "zh.txt").read_text(encoding="utf-8").splitlines()[:10])
     edited = zh[:50] + "变" + zh[51:]
     assert exact_jaccard(shingle_hashes(zh, 5), shingle_hashes(edited, 5)) > 0.9
+
+
+def test_table_tokenizer_cuts_where_the_regular_expression_does_in_every_language():
+    """`_token_hashes` finds tokens by table lookups; `TOKEN` is the same rule as a regular
+    expression. Each regex token hashed on its own must equal the fast path's hash at its place."""
+    from pipelines.minhash import TOKEN, _token_hashes, fold
+
+    checked = 0
+    for path in sorted(shared("langid").glob("*.txt")):
+        for line in path.read_text(encoding="utf-8").splitlines()[:40]:
+            for text in (line, f"a中b {line} Ｈello_x 12ab ภาษา ２０２４"):
+                folded = fold(text)
+                expected = [int(_token_hashes(t)[0]) for t in TOKEN.findall(folded)]
+                assert _token_hashes(folded).tolist() == expected, (path.name, text[:60])
+                checked += 1
+    assert checked > 5000
