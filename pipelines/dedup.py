@@ -29,6 +29,8 @@ or bundles: the same input keeps the same documents everywhere.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import logging
 import posixpath
@@ -46,8 +48,8 @@ from apache_beam.transforms import window
 from apache_beam.utils.windowed_value import WindowedValue
 
 from pipelines import components
-from pipelines.dedup_index import (IndexDir, positions, read_signature_table,
-                                   signature_matrix)
+from pipelines.dedup_index import (IndexDir, read_table_rows, shingle_sets, signature_matrix,
+                                   take_rows)
 from pipelines.engine import make_pipeline, run_pipeline
 from pipelines.minhash import MinHasher, estimated_jaccard, exact_jaccard, shingle_hashes, text_hash
 from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir
@@ -66,6 +68,15 @@ _log = logging.getLogger(__name__)
 
 IDENTITY_COLUMNS = ["id", "url", "host", "fetch_time", "source_file", "source_offset",
                     "snapshot", "n_chars", "text_hash"]
+
+
+def release_memory() -> None:
+    """Hand freed heap pages back to the system after a file (glibc keeps them otherwise, and a
+    worker that reads file after file would hold the high-water mark of all of them)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def has_text(text) -> bool:
@@ -87,44 +98,56 @@ def hasher(config: DedupConfig) -> MinHasher:
                      config.num_perm)
 
 
-class _BandSpill:
-    """Band key rows `(key, order, node)`, spilled to files by key range.
+class _Spill:
+    """Rows by key, written to files instead of being shuffled: an external shuffle.
 
-    Band keys are the one large thing dedup sorts (bands x 24 bytes per document), and a local
-    runner holds shuffled data in memory, several times over. So they take the way of an external
-    sort: each worker writes them to `work/bands/pNNNN/` under the stage, and only the file names
-    cross the shuffle (which also makes the sorting stage wait until every file is written)."""
+    A local runner holds shuffled data in memory, several times over, and the big things dedup
+    moves between steps (band keys, signatures beside their edges, cluster members) grow with the
+    corpus. So each worker writes them to `work/<step>/kNNNNN/` under the stage (numpy `.npz` for
+    arrays, Parquet for tables), and only `(key, file URL)` crosses the shuffle; that also makes
+    the reading step wait until every file is written. Files are flushed per bundle, or sooner
+    when a worker holds `limit` bytes."""
 
-    LIMIT = 1 << 20  # rows buffered before writing (24 MB)
-
-    def __init__(self, folder: str, partitions: int):
-        self.folder, self.partitions = folder, partitions
+    def __init__(self, folder: str, limit: int = 1 << 24):
+        self.folder, self.limit = folder, limit
         self.parts: dict = defaultdict(list)
-        self.rows = 0
+        self.size = 0
         self.written: list = []
 
-    def add(self, rows: np.ndarray) -> None:
-        part = rows[:, 0] % np.uint64(self.partitions)
-        order = np.argsort(part, kind="stable")
-        rows, part = rows[order], part[order]
-        starts = np.flatnonzero(np.r_[True, part[1:] != part[:-1]])
-        for a, b in zip(starts, np.r_[starts[1:], len(rows)]):
-            self.parts[int(part[a])].append(rows[a:b])
-        self.rows += len(rows)
-        if self.rows >= self.LIMIT:
+    def add(self, key: int, part) -> None:
+        """`part`: a dict of equally long numpy arrays, or a pyarrow Table."""
+        self.parts[key].append(part)
+        self.size += part.nbytes if isinstance(part, pa.Table) else \
+            sum(a.nbytes for a in part.values())
+        if self.size >= self.limit:
             self.spill()
 
+    def add_by(self, keys: np.ndarray, part) -> None:
+        """Split `part` (dict of arrays or Table) by `keys`, one key per row."""
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        for a, b in zip(starts, np.r_[starts[1:], len(keys)]):
+            rows = order[a:b]
+            self.add(int(keys[a]), part.take(pa.array(rows)) if isinstance(part, pa.Table)
+                     else {k: v[rows] for k, v in part.items()})
+
     def spill(self) -> None:
-        for p, arrays in sorted(self.parts.items()):
-            url = posixpath.join(self.folder, f"p{p:04d}", f"{uuid.uuid4().hex}.npy")
+        for key, parts in sorted(self.parts.items()):
+            table = isinstance(parts[0], pa.Table)
+            url = posixpath.join(self.folder, f"k{key:05d}",
+                                 f"{uuid.uuid4().hex}.{'parquet' if table else 'npz'}")
             with fsspec.open(url, "wb") as f:
-                np.save(f, np.concatenate(arrays))
-            self.written.append((p, url))
+                if table:
+                    pq.write_table(pa.concat_tables(parts), f, compression="none")
+                else:
+                    np.savez(f, **{k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+            self.written.append((key, url))
         self.parts.clear()
-        self.rows = 0
+        self.size = 0
 
     def finish(self):
-        """Write what is left; yield (key range, file URL) for every file written."""
+        """Write what is left; yield (key, file URL) for every file written."""
         self.spill()
         for item in self.written:
             yield WindowedValue(item, window.GlobalWindow().max_timestamp(),
@@ -132,18 +155,21 @@ class _BandSpill:
         self.written = []
 
 
-def unpack(chunks, columns: int) -> np.ndarray:
-    """Packed uint64 rows (bytes, as shuffled: a bytes value costs nothing to encode, a numpy
-    array is pickled) -> one (n, columns) array."""
-    return np.frombuffer(b"".join(chunks), dtype=np.uint64).reshape(-1, columns)
-
-
-def read_band_files(urls) -> np.ndarray:
-    arrays = []
-    for url in sorted(urls):
+def read_spilled(urls):
+    """The rows a `_Spill` wrote under one key: a dict of arrays, or a Table (None if none)."""
+    parts = []
+    for url in sorted(urls):  # sorted: the same order whatever the bundles were
         with fsspec.open(url, "rb") as f:
-            arrays.append(np.load(f))
-    return np.concatenate(arrays) if arrays else np.empty((0, 3), dtype=np.uint64)
+            if url.endswith(".parquet"):
+                parts.append(pq.read_table(f, use_threads=False))
+            else:
+                with np.load(f) as data:
+                    parts.append({k: data[k] for k in data.files})
+    if not parts:
+        return None
+    if isinstance(parts[0], pa.Table):
+        return pa.concat_tables(parts)
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 class SignFile(beam.DoFn):
@@ -157,8 +183,7 @@ class SignFile(beam.DoFn):
         self.docs = Metrics.counter(STAGE, "documents_signed")
 
     def start_bundle(self):
-        self.spill = _BandSpill(posixpath.join(self.work_url, "bands"),
-                                self.config.band_partitions)
+        self.spill = _Spill(posixpath.join(self.work_url, "bands"))
 
     def process(self, element):
         file_no, url = element
@@ -191,6 +216,7 @@ class SignFile(beam.DoFn):
                     self.docs.inc(len(docs))
                 row0 += len(rows)
             writer.close()
+        release_memory()
         return []
 
     def _spill(self, keys: np.ndarray, order: np.ndarray, nodes: np.ndarray):
@@ -199,7 +225,7 @@ class SignFile(beam.DoFn):
         flat[:, 0] = keys.reshape(-1)
         flat[:, 1] = np.repeat(order, bands)
         flat[:, 2] = np.repeat(nodes, bands)
-        self.spill.add(flat)
+        self.spill.add_by(flat[:, 0] % np.uint64(self.config.band_partitions), {"rows": flat})
 
     def finish_bundle(self):
         yield from self.spill.finish()
@@ -230,7 +256,7 @@ class ReadIndexBands(beam.DoFn):
         self.work_url, self.partitions = work_url, partitions
 
     def start_bundle(self):
-        self.spill = _BandSpill(posixpath.join(self.work_url, "bands"), self.partitions)
+        self.spill = _Spill(posixpath.join(self.work_url, "bands"))
 
     def process(self, element):
         base, band_urls = element
@@ -239,7 +265,8 @@ class ReadIndexBands(beam.DoFn):
                 table = pq.read_table(f, schema=BAND_SCHEMA, use_threads=False)
             keys = table.column("key").to_numpy().astype(np.uint64)
             nodes = np.uint64(base) + table.column("row").to_numpy().astype(np.uint64)
-            self.spill.add(np.stack([keys, nodes >> np.uint64(1), nodes], axis=1))  # old first
+            rows = np.stack([keys, nodes >> np.uint64(1), nodes], axis=1)  # order: old first
+            self.spill.add_by(keys % np.uint64(self.partitions), {"rows": rows})
         return []
 
     def finish_bundle(self):
@@ -247,16 +274,25 @@ class ReadIndexBands(beam.DoFn):
 
 
 class StarEdges(beam.DoFn):
-    """A key range's band keys -> candidate edges (first, other) of every bucket, packed by the
+    """A key range's band keys -> candidate edges (first, other) of every bucket, spilled by the
     first node's file. Members of a bucket are linked to its smallest order key."""
+
+    def __init__(self, work_url: str):
+        self.work_url = work_url
 
     def setup(self):
         self.candidates = Metrics.counter(STAGE, "candidate_edges")
         self.largest = Metrics.distribution(STAGE, "bucket_size")
 
+    def start_bundle(self):
+        self.spill = _Spill(posixpath.join(self.work_url, "candidates"))
+
+    def finish_bundle(self):
+        yield from self.spill.finish()
+
     def process(self, element):
         _part, urls = element
-        rows = read_band_files(urls)
+        rows = read_spilled(urls)["rows"]
         rows = rows[np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0]))]
         keys = rows[:, 0]
         starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
@@ -271,24 +307,16 @@ class StarEdges(beam.DoFn):
         edges = np.stack([np.minimum(centre, member), np.maximum(centre, member)], axis=1)
         edges = edges[centre != member]
         self.candidates.inc(len(edges))
-        first_file = edges[:, 0] >> np.uint64(32)
-        for f in np.unique(first_file):
-            yield int(f), edges[first_file == f].tobytes()
+        self.spill.add_by(edges[:, 0] >> np.uint64(32), {"edges": edges})
+        return []
 
 
-class _Features:
-    """Signatures (or shingle sets) of the documents of one signature table, looked up by row."""
-
-    def __init__(self, url: str, exact: bool):
-        columns = ["signature", "shingles"] if exact else ["signature"]
-        self.exact = exact
-        self.table = read_signature_table(url, columns)
-
-    def take(self, rows: np.ndarray):
-        at = positions(self.table, rows.astype(np.int64))
-        if self.exact:
-            return [self.table["shingles"][i] for i in at]
-        return self.table["signature"][at]
+def features(url: str, rows: np.ndarray, exact: bool):
+    """Signatures (a matrix) or shingle sets (a list) of the given rows of a signature table."""
+    column = "shingles" if exact else "signature"
+    table = take_rows(url, rows.astype(np.int64), [column])
+    return shingle_sets(table.column(column)) if exact else \
+        signature_matrix(table.column(column))
 
 
 def similarities(first, second, exact: bool) -> np.ndarray:
@@ -297,28 +325,50 @@ def similarities(first, second, exact: bool) -> np.ndarray:
     return estimated_jaccard(first, second)
 
 
-class AttachFirst(beam.DoFn):
-    """(file, candidate edges whose first node is in it) -> (other node's file, (edges, the
-    first nodes' features)); duplicate edges (one per shared band) are merged here."""
+def pack_features(features, exact: bool) -> dict:
+    """Features as arrays a spill can hold: a signature matrix, or shingle sets end to end."""
+    if not exact:
+        return {"signature": features}
+    return {"shingles": np.concatenate(features) if features else np.zeros(0, np.uint64),
+            "lengths": np.array([len(x) for x in features], dtype=np.int64)}
 
-    def __init__(self, tables: list[str], exact: bool):
-        self.tables, self.exact = tables, exact
+
+def unpack_features(data: dict, exact: bool):
+    if not exact:
+        return data["signature"]
+    bounds = np.cumsum(np.r_[0, data["lengths"]])
+    return [data["shingles"][a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+class AttachFirst(beam.DoFn):
+    """(file, candidate edge files whose first node is in it) -> spilled by the other node's
+    file: the edges and the first nodes' features. Duplicate edges (one per shared band) are
+    merged here."""
+
+    def __init__(self, tables: list[str], work_url: str, exact: bool):
+        self.tables, self.work_url, self.exact = tables, work_url, exact
+
+    def start_bundle(self):
+        self.spill = _Spill(posixpath.join(self.work_url, "attached"))
+
+    def finish_bundle(self):
+        yield from self.spill.finish()
 
     def process(self, element):
-        file_no, chunks = element
-        edges = np.unique(unpack(chunks, 2), axis=0)
-        features = _Features(self.tables[file_no], self.exact)
-        first = features.take(edges[:, 0] & np.uint64(0xFFFFFFFF))
+        file_no, urls = element
+        edges = np.unique(read_spilled(urls)["edges"], axis=0)
+        first = features(self.tables[file_no], edges[:, 0] & np.uint64(0xFFFFFFFF), self.exact)
         second_file = edges[:, 1] >> np.uint64(32)
         for f in np.unique(second_file):
-            pick = second_file == f
-            chosen = [x for x, p in zip(first, pick) if p] if self.exact else first[pick]
-            yield int(f), (edges[pick], chosen)
+            pick = np.flatnonzero(second_file == f)
+            chosen = [first[i] for i in pick] if self.exact else first[pick]
+            self.spill.add(int(f), {"edges": edges[pick], **pack_features(chosen, self.exact)})
+        return []
 
 
 class VerifyEdges(beam.DoFn):
-    """(file, edges whose second node is in it, with the first nodes' features) -> the edges
-    whose similarity reaches the threshold, as (a, b) node pairs."""
+    """(file, spilled edges whose second node is in it, with the first nodes' features) -> the
+    edges whose similarity reaches the threshold, as (a, b) node pairs."""
 
     def __init__(self, tables: list[str], config: DedupConfig):
         self.tables, self.config = tables, config
@@ -328,16 +378,15 @@ class VerifyEdges(beam.DoFn):
         self.refused = Metrics.counter(STAGE, "refused_edges")
 
     def process(self, element):
-        file_no, groups = element
-        groups = list(groups)
-        edges = np.concatenate([g[0] for g in groups])
+        file_no, urls = element
+        data = read_spilled(urls)
+        edges = data["edges"]
         exact = self.config.verify == "exact"
         if self.config.verify == "none":
             good = np.ones(len(edges), dtype=bool)
         else:
-            first = [x for g in groups for x in g[1]] if exact else \
-                np.concatenate([g[1] for g in groups])
-            second = _Features(self.tables[file_no], exact).take(edges[:, 1] & np.uint64(0xFFFFFFFF))
+            first = unpack_features(data, exact)
+            second = features(self.tables[file_no], edges[:, 1] & np.uint64(0xFFFFFFFF), exact)
             good = similarities(first, second, exact) >= self.config.threshold
         self.verified.inc(int(good.sum()))
         self.refused.inc(int((~good).sum()))
@@ -346,23 +395,32 @@ class VerifyEdges(beam.DoFn):
 
 
 class LookupMembers(beam.DoFn):
-    """(file, [(member, root)]) -> (root, member's identity and signature)."""
+    """(file, [(member, root)]) -> the members' identities and signatures, spilled by a hash of
+    their root: a cluster's members land in one file group, whatever files they came from."""
 
-    def __init__(self, tables: list[str]):
-        self.tables = tables
+    def __init__(self, tables: list[str], work_url: str, partitions: int):
+        self.tables, self.work_url, self.partitions = tables, work_url, partitions
+
+    def start_bundle(self):
+        self.spill = _Spill(posixpath.join(self.work_url, "members"))
+
+    def finish_bundle(self):
+        yield from self.spill.finish()
 
     def process(self, element):
         file_no, pairs = element
         roots = dict(pairs)
         nodes = np.array(sorted(roots), dtype=np.uint64)
-        rows = (nodes & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        table = read_signature_table(self.tables[file_no], IDENTITY_COLUMNS + ["signature"])
-        at = positions(table, rows)
-        for node, i in zip(nodes, at):
-            info = {name: table[name][i] for name in IDENTITY_COLUMNS}
-            info["node"] = int(node)
-            info["signature"] = table["signature"][i]
-            yield roots[int(node)], info
+        columns = [*IDENTITY_COLUMNS, "signature"]
+        table = take_rows(self.tables[file_no], (nodes & np.uint64(0xFFFFFFFF)).astype(np.int64),
+                          columns)
+        # this snapshot's tables and the index's must concatenate: one schema for all
+        table = table.cast(pa.schema([SIGNATURE_SCHEMA.field(c) for c in ["row", *columns]]))
+        root = np.array([roots[int(n)] for n in nodes], dtype=np.uint64)
+        table = table.append_column("node", pa.array(nodes, pa.uint64())) \
+            .append_column("root", pa.array(root, pa.uint64()))
+        self.spill.add_by(root % np.uint64(self.partitions), table)
+        return []
 
 
 def keep_rank(config: DedupConfig, end_new_node: int):
@@ -397,7 +455,8 @@ def keep_rank(config: DedupConfig, end_new_node: int):
 
 
 class DecideCluster(beam.DoFn):
-    """(root, members) -> (file, (row, decision)) for every member in this snapshot's files."""
+    """(root hash, member files) -> (file, (row, decision)) for every member in this snapshot's
+    files, cluster by cluster."""
 
     def __init__(self, config: DedupConfig, first_new_node: int, end_new_node: int):
         self.config, self.first_new, self.end_new = config, first_new_node, end_new_node
@@ -407,7 +466,19 @@ class DecideCluster(beam.DoFn):
         self.sizes = Metrics.distribution(STAGE, "cluster_size")
 
     def process(self, element):
-        _root, members = element
+        _part, urls = element
+        table = read_spilled(urls).sort_by([("root", "ascending"), ("node", "ascending")])
+        signatures = signature_matrix(table.column("signature"))
+        rows = table.drop_columns(["signature"]).to_pylist()
+        for row, signature in zip(rows, signatures):
+            row["signature"] = signature
+        start = 0
+        for end in range(1, len(rows) + 1):
+            if end == len(rows) or rows[end]["root"] != rows[start]["root"]:
+                yield from self.decide(rows[start:end])
+                start = end
+
+    def decide(self, members: list[dict]):
         members = sorted({m["node"]: m for m in members}.values(), key=self.rank)
         keeper = members[0]
         old_keeper = keeper["node"] >= self.end_new
@@ -450,9 +521,7 @@ class ApplyDecisions(beam.DoFn):
         file_no, (urls, decisions) = element
         (url,) = urls
         decided = dict(decisions)
-        sig_table = read_signature_table(signature_url(self.work_url, file_no),
-                                         ["text_hash"])
-        hashes = dict(zip(sig_table["row"].tolist(), sig_table["text_hash"]))
+        hashes = _RowLookup(signature_url(self.work_url, file_no), "text_hash")
         out_url = posixpath.join(self.data_url,
                                  f"part-{file_no:05d}-of-{self.num_files:05d}.parquet")
         kept_rows: list[int] = []
@@ -465,6 +534,7 @@ class ApplyDecisions(beam.DoFn):
                 self.records_in.inc(table.num_rows)
                 keep, th, cluster, count = [], [], [], []
                 ids = table.column("id").to_pylist()
+                hashes.advance(row0 + table.num_rows)
                 for i, doc_id in enumerate(ids):
                     row = row0 + i
                     decision = decided.get(row)
@@ -478,7 +548,7 @@ class ApplyDecisions(beam.DoFn):
                     else:
                         keep.append(True)
                         kept_rows.append(row)
-                        th.append(hashes[row])
+                        th.append(hashes.get(row))
                         cluster.append(decision[1] if decision else doc_id)
                         count.append(decision[2] if decision else 1)
                 kept = table.filter(pa.array(keep, type=pa.bool_()))
@@ -492,6 +562,7 @@ class ApplyDecisions(beam.DoFn):
             writer.close()
         if self.index_snapshot is not None:
             self._write_index(file_no, kept_rows)
+        release_memory()
 
     @staticmethod
     def _reject(table: pa.Table, i: int, reason, keeper, sim, detail) -> dict:
@@ -503,25 +574,67 @@ class ApplyDecisions(beam.DoFn):
                                related_id=keeper, similarity=sim)
 
     def _write_index(self, file_no: int, kept_rows: list[int]) -> None:
-        """The kept documents' signature rows (renumbered) and band keys, staged for publishing."""
-        with fsspec.open(signature_url(self.work_url, file_no), "rb") as f:
-            table = pq.read_table(f, use_threads=False)
-        table = table.filter(pc.is_in(table.column("row"), pa.array(kept_rows, pa.int64())))
-        table = table.sort_by("row")
-        table = table.set_column(0, "row", pa.array(np.arange(table.num_rows), pa.int64()))
-        table = table.set_column(table.schema.get_field_index("snapshot"), "snapshot",
-                                 pa.array([self.index_snapshot] * table.num_rows, pa.string()))
+        """The kept documents' signature rows (renumbered) and band keys, staged for publishing,
+        a batch at a time."""
         base = posixpath.join(self.work_url, "index")
         name = f"part-{file_no:05d}.parquet"
-        with fsspec.open(posixpath.join(base, "docs", name), "wb") as f:
-            pq.write_table(table, f, compression="zstd")
-        keys = self.hasher.band_keys(signature_matrix(table.column("signature")))
+        kept = pa.array(kept_rows, pa.int64())
+        targets = {"docs": (posixpath.join(base, "docs", name), SIGNATURE_SCHEMA)}
         for band in range(self.config.bands):
-            bands = pa.table({"key": pa.array(keys[:, band], pa.uint64()),
-                              "row": pa.array(np.arange(len(keys)), pa.int64())},
-                             schema=BAND_SCHEMA)
-            with fsspec.open(posixpath.join(base, "bands", f"band={band:02d}", name), "wb") as f:
-                pq.write_table(bands, f, compression="zstd")
+            targets[band] = (posixpath.join(base, "bands", f"band={band:02d}", name), BAND_SCHEMA)
+        with contextlib.ExitStack() as stack:
+            writers = {key: pq.ParquetWriter(stack.enter_context(fsspec.open(url, "wb")), schema,
+                                             compression="zstd")
+                       for key, (url, schema) in targets.items()}
+            for writer in writers.values():
+                stack.callback(writer.close)
+            written = 0
+            for batch in read_table_rows(signature_url(self.work_url, file_no),
+                                         [c for c in SIGNATURE_SCHEMA.names if c != "row"]):
+                table = pa.Table.from_batches([batch])
+                table = table.filter(pc.is_in(table.column("row"), kept))
+                n = table.num_rows
+                if not n:
+                    continue
+                renumbered = pa.array(np.arange(written, written + n), pa.int64())
+                table = table.set_column(0, "row", renumbered).set_column(
+                    table.schema.get_field_index("snapshot"), "snapshot",
+                    pa.array([self.index_snapshot] * n, pa.string()))
+                writers["docs"].write_table(table.cast(SIGNATURE_SCHEMA))
+                keys = self.hasher.band_keys(signature_matrix(table.column("signature")))
+                for band in range(self.config.bands):
+                    writers[band].write_table(pa.table(
+                        {"key": pa.array(keys[:, band], pa.uint64()), "row": renumbered},
+                        schema=BAND_SCHEMA))
+                written += n
+
+
+class _RowLookup:
+    """One column of a signature table, by row, read forward in step with the input file (both
+    are in row order), so only a batch of it is held at a time."""
+
+    def __init__(self, url: str, column: str):
+        self.batches = read_table_rows(url, [column])
+        self.values: dict = {}
+        self.end = -1  # rows below this have been read
+
+    def advance(self, end: int) -> None:
+        """Hold the rows below `end` not yet passed; drop those before."""
+        self.values = {r: v for r, v in self.values.items() if r >= end - _BATCH * 4}
+        while self.end < end:
+            batch = next(self.batches, None)
+            if batch is None:
+                self.end = end
+                break
+            rows = batch.column(0).to_pylist()
+            self.values.update(zip(rows, batch.column(1).to_pylist()))
+            self.end = rows[-1] + 1 if rows else self.end
+
+    def __contains__(self, row: int) -> bool:
+        return row in self.values
+
+    def get(self, row: int):
+        return self.values[row]
 
 
 class EdgeGraph:
@@ -566,9 +679,9 @@ def candidate_edges(p, graph: EdgeGraph, config: DedupConfig):
                                                            config.band_partitions)))
     return ((signed, old) | "AllBands" >> beam.Flatten()
             | "GroupKeyRange" >> beam.GroupByKey()
-            | "StarEdges" >> beam.ParDo(StarEdges())
+            | "StarEdges" >> beam.ParDo(StarEdges(graph.work_url))
             | "GroupByFirst" >> beam.GroupByKey()
-            | "AttachFirst" >> beam.ParDo(AttachFirst(graph.tables, exact))
+            | "AttachFirst" >> beam.ParDo(AttachFirst(graph.tables, graph.work_url, exact))
             | "GroupBySecond" >> beam.GroupByKey()
             | "Verify" >> beam.ParDo(VerifyEdges(graph.tables, config)))
 
@@ -579,7 +692,8 @@ def decide_and_write(p, stars, stage: StageDir, graph: EdgeGraph, config: DedupC
                  | "Members" >> beam.FlatMap(components.star_members)
                  | "ByMemberFile" >> beam.Map(lambda mr: (file_of(mr[0]), mr))
                  | "GroupMemberFile" >> beam.GroupByKey()
-                 | "Lookup" >> beam.ParDo(LookupMembers(graph.tables))
+                 | "Lookup" >> beam.ParDo(LookupMembers(graph.tables, graph.work_url,
+                                                        config.band_partitions))
                  | "GroupCluster" >> beam.GroupByKey()
                  | "Decide" >> beam.ParDo(DecideCluster(config, graph.first_new_node,
                                                         graph.end_new_node)))

@@ -22,9 +22,11 @@ from dataclasses import dataclass
 
 import fsspec
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.stage import fs_protocol
+from schemas.dedup import SIGNATURE_SCHEMA
 
 INDEX_DIR = "dedup_index"
 SNAPSHOT_FILE = "_SNAPSHOT.json"
@@ -110,22 +112,28 @@ class IndexDir:
 
 # --- signature tables (SIGNATURE_SCHEMA), read by row ---------------------------------------
 
-def read_signature_table(url: str, columns: list[str]) -> dict:
-    """Columns of a signature table as {"row": int64 array, name: list or array}; "signature"
-    becomes an (n, num_perm) uint32 matrix, "shingles" a list of uint64 arrays."""
+def take_rows(url: str, rows: np.ndarray, columns: list[str]) -> pa.Table:
+    """The rows numbered `rows` of a signature table, in that order, reading it a row group at a
+    time: memory follows the rows asked for, not the size of the file."""
+    rows = np.asarray(rows, dtype=np.int64)
+    wanted = np.unique(rows)
+    parts = []
     with fsspec.open(url, "rb") as f:
-        table = pq.read_table(f, columns=["row", *columns], use_threads=False)
-    out: dict = {"row": table.column("row").to_numpy()}
-    for name in columns:
-        if name == "signature":
-            out[name] = signature_matrix(table.column(name))
-            continue
-        values = table.column(name).to_pylist()
-        if name == "shingles":
-            out[name] = [None if v is None else np.frombuffer(v, dtype="<u8") for v in values]
-        else:
-            out[name] = values
-    return out
+        for batch in pq.ParquetFile(f).iter_batches(columns=["row", *columns],
+                                                    use_threads=False):
+            got = batch.column(0).to_numpy()
+            pick = np.flatnonzero(np.isin(got, wanted, assume_unique=True))
+            if len(pick):
+                parts.append(pa.Table.from_batches([batch]).take(pa.array(pick)))
+    table = pa.concat_tables(parts) if parts else \
+        SIGNATURE_SCHEMA.empty_table().select(["row", *columns])
+    return table.take(pa.array(positions(table.column("row").to_numpy(), rows)))
+
+
+def read_table_rows(url: str, columns: list[str]):
+    """A signature table's batches, in row order, with the given columns (and "row")."""
+    with fsspec.open(url, "rb") as f:
+        yield from pq.ParquetFile(f).iter_batches(columns=["row", *columns], use_threads=False)
 
 
 def signature_matrix(column) -> np.ndarray:
@@ -144,10 +152,15 @@ def signature_matrix(column) -> np.ndarray:
     return values.view("<u4").reshape(n, width // 4)
 
 
-def positions(table: dict, rows: np.ndarray) -> np.ndarray:
-    """Where each of `rows` sits in a table read by `read_signature_table`."""
-    order = np.argsort(table["row"])
-    found = order[np.searchsorted(table["row"], rows, sorter=order)]
-    if not np.array_equal(table["row"][found], rows):
+def positions(have: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Where each of `rows` sits in the row numbers `have`."""
+    order = np.argsort(have)
+    found = order[np.searchsorted(have, rows, sorter=order)] if len(have) else \
+        np.zeros(len(rows), dtype=np.int64)
+    if len(rows) and (not len(have) or not np.array_equal(have[found], rows)):
         raise KeyError("a row asked for is not in the signature table")
     return found
+
+
+def shingle_sets(column) -> list[np.ndarray]:
+    return [np.frombuffer(v, dtype="<u8") for v in column.to_pylist()]
