@@ -1,27 +1,30 @@
 """Dedup stage: exact and near duplicates by MinHash LSH, across the whole input, with bounded
 memory, and against the snapshots already in the dataset's dedup index.
 
-Only small things cross a shuffle; documents never do. In order:
+Documents never cross a shuffle, and neither does anything that grows with the corpus: those go
+through files under `dedup/work/` (`_Spill`, an external shuffle) and only file names are
+shuffled, because a local runner keeps shuffled data in memory. In order:
 
 1. `SignFile` reads each input file once: per document it computes the normalized-text hash and
    a MinHash signature (`pipelines.minhash`, in batches), writes them with the document's
-   identity to a signature table beside the stage (`dedup/work/sig/`), and writes its band keys
-   `(key, order, node)` to files by key range (`dedup/work/bands/`, an external sort: only file
-   names are shuffled). A node is `(file number << 32) | row`.
+   identity to a signature table (`work/sig/`), and spills its band keys `(key, order, node)`
+   by key range. A node is `(file number << 32) | row`.
 2. `StarEdges` sorts each key range; documents sharing a band key are linked to the first of
    them (a star: k - 1 edges for k documents, so a bucket of thousands of pages with one
    boilerplate band costs thousands of edges, not millions). Exact duplicates share every band.
-3. Candidate edges are verified: `AttachFirst` (grouped by the first node's file) adds that
-   node's signature, `VerifyEdges` (grouped by the second node's file) compares it with the
-   other's, and keeps the edge only if the similarity reaches the threshold, so a chance band
-   collision never merges unrelated documents.
+3. Candidate edges are verified a block of rows at a time: `AttachFirst` (by the first node's
+   block) adds that node's signature, `VerifyEdges` (by the second node's block) compares it
+   with the other's and keeps the edge only if the similarity reaches the threshold, so a chance
+   band collision never merges unrelated documents.
 4. Connected components of the verified edges (`pipelines.components`, in Beam, rounds bounded).
-5. `DecideCluster` gathers each component's members' identities (not texts) and keeps one by the
-   keep policy; the others are `exact_duplicate` (same normalized text as the kept one),
-   `near_duplicate`, or `duplicate_of` when the kept one is in an earlier snapshot.
-6. `ApplyDecisions` reads each input file again and writes its documents that stay, in input
-   order, to `data/part-<file>-of-<files>.parquet`, with `text_hash`, `dup_cluster` and
-   `dup_count`; the rest go to `rejected/` with the kept id and the similarity to it.
+5. `LookupMembers` reads each component member's identity (not its text) and `DecideCluster`
+   keeps one per component by the keep policy; the others are `exact_duplicate` (same
+   normalized text as the kept one), `near_duplicate`, or `duplicate_of` when the kept one is in
+   an earlier snapshot.
+6. `ApplyDecisions` reads each input file again and writes, in input order, its documents that
+   stay to `data/part-<file>-of-<files>.parquet` (with `text_hash`, `dup_cluster`, `dup_count`)
+   and the others to `rejected/rejected-<file>-of-<files>.parquet` (with the kept id and the
+   similarity to it).
 
 Decisions depend on content only (ids, texts, sources), never on the number of workers, files
 or bundles: the same input keeps the same documents everywhere.
@@ -53,10 +56,10 @@ from pipelines.dedup_index import (IndexDir, read_table_rows, shingle_sets, sign
 from pipelines.engine import make_pipeline, run_pipeline
 from pipelines.minhash import MinHasher, estimated_jaccard, exact_jaccard, shingle_hashes, text_hash
 from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir
-from pipelines.tables import WriteTable, write_rejected
+from pipelines.tables import WriteTable
 from schemas.config import DedupConfig, EngineConfig
 from schemas.dedup import BAND_SCHEMA, SIGNATURE_SCHEMA
-from schemas.document import DOCUMENT_SCHEMA, rejected_record
+from schemas.document import DOCUMENT_SCHEMA, REJECTED_SCHEMA, rejected_record
 
 STAGE = "dedup"
 WORK_DIR = "work"
@@ -85,6 +88,18 @@ def has_text(text) -> bool:
 
 def file_of(node: int) -> int:
     return int(node) >> 32
+
+
+BLOCK_BITS = 13  # edges are verified a block of 8,192 rows of a file at a time
+
+
+def block_of(nodes: np.ndarray) -> np.ndarray:
+    """(file << 19) | (row >> 13): the block of rows a node is in."""
+    return nodes >> np.uint64(BLOCK_BITS)
+
+
+def block_file(block: int) -> int:
+    return int(block) >> (32 - BLOCK_BITS)
 
 
 def order_key(doc_id, source_file, source_offset) -> int:
@@ -135,7 +150,7 @@ class _Spill:
     def spill(self) -> None:
         for key, parts in sorted(self.parts.items()):
             table = isinstance(parts[0], pa.Table)
-            url = posixpath.join(self.folder, f"k{key:05d}",
+            url = posixpath.join(self.folder, f"k{key}",
                                  f"{uuid.uuid4().hex}.{'parquet' if table else 'npz'}")
             with fsspec.open(url, "wb") as f:
                 if table:
@@ -307,7 +322,7 @@ class StarEdges(beam.DoFn):
         edges = np.stack([np.minimum(centre, member), np.maximum(centre, member)], axis=1)
         edges = edges[centre != member]
         self.candidates.inc(len(edges))
-        self.spill.add_by(edges[:, 0] >> np.uint64(32), {"edges": edges})
+        self.spill.add_by(block_of(edges[:, 0]), {"edges": edges})
         return []
 
 
@@ -341,8 +356,8 @@ def unpack_features(data: dict, exact: bool):
 
 
 class AttachFirst(beam.DoFn):
-    """(file, candidate edge files whose first node is in it) -> spilled by the other node's
-    file: the edges and the first nodes' features. Duplicate edges (one per shared band) are
+    """(block, candidate edge files whose first node is in it) -> spilled by the other node's
+    block: the edges and the first nodes' features. Duplicate edges (one per shared band) are
     merged here."""
 
     def __init__(self, tables: list[str], work_url: str, exact: bool):
@@ -355,19 +370,20 @@ class AttachFirst(beam.DoFn):
         yield from self.spill.finish()
 
     def process(self, element):
-        file_no, urls = element
+        block, urls = element
         edges = np.unique(read_spilled(urls)["edges"], axis=0)
-        first = features(self.tables[file_no], edges[:, 0] & np.uint64(0xFFFFFFFF), self.exact)
-        second_file = edges[:, 1] >> np.uint64(32)
-        for f in np.unique(second_file):
-            pick = np.flatnonzero(second_file == f)
+        first = features(self.tables[block_file(block)], edges[:, 0] & np.uint64(0xFFFFFFFF),
+                         self.exact)
+        second_block = block_of(edges[:, 1])
+        for f in np.unique(second_block):
+            pick = np.flatnonzero(second_block == f)
             chosen = [first[i] for i in pick] if self.exact else first[pick]
             self.spill.add(int(f), {"edges": edges[pick], **pack_features(chosen, self.exact)})
         return []
 
 
 class VerifyEdges(beam.DoFn):
-    """(file, spilled edges whose second node is in it, with the first nodes' features) -> the
+    """(block, spilled edges whose second node is in it, with the first nodes' features) -> the
     edges whose similarity reaches the threshold, as (a, b) node pairs."""
 
     def __init__(self, tables: list[str], config: DedupConfig):
@@ -378,7 +394,7 @@ class VerifyEdges(beam.DoFn):
         self.refused = Metrics.counter(STAGE, "refused_edges")
 
     def process(self, element):
-        file_no, urls = element
+        block, urls = element
         data = read_spilled(urls)
         edges = data["edges"]
         exact = self.config.verify == "exact"
@@ -386,7 +402,8 @@ class VerifyEdges(beam.DoFn):
             good = np.ones(len(edges), dtype=bool)
         else:
             first = unpack_features(data, exact)
-            second = features(self.tables[file_no], edges[:, 1] & np.uint64(0xFFFFFFFF), exact)
+            second = features(self.tables[block_file(block)], edges[:, 1] & np.uint64(0xFFFFFFFF),
+                              exact)
             good = similarities(first, second, exact) >= self.config.threshold
         self.verified.inc(int(good.sum()))
         self.refused.inc(int((~good).sum()))
@@ -454,18 +471,40 @@ def keep_rank(config: DedupConfig, end_new_node: int):
     return rank
 
 
-class DecideCluster(beam.DoFn):
-    """(root hash, member files) -> (file, (row, decision)) for every member in this snapshot's
-    files, cluster by cluster."""
+DECISION_SCHEMA = pa.schema([
+    pa.field("row", pa.int64()), pa.field("keep", pa.bool_()), pa.field("keeper", pa.string()),
+    pa.field("count", pa.int32()), pa.field("reason", pa.string()),
+    pa.field("similarity", pa.float64()), pa.field("detail", pa.string())])
 
-    def __init__(self, config: DedupConfig, first_new_node: int, end_new_node: int):
+
+class DecideCluster(beam.DoFn):
+    """(root hash, member files) -> a decision for every member in this snapshot's files, cluster
+    by cluster, spilled by the member's file."""
+
+    def __init__(self, config: DedupConfig, first_new_node: int, end_new_node: int,
+                 work_url: str):
         self.config, self.first_new, self.end_new = config, first_new_node, end_new_node
+        self.work_url = work_url
 
     def setup(self):
         self.rank = keep_rank(self.config, self.end_new)
         self.sizes = Metrics.distribution(STAGE, "cluster_size")
 
+    def start_bundle(self):
+        self.spill = _Spill(posixpath.join(self.work_url, "decisions"))
+
+    def finish_bundle(self):
+        yield from self.spill.finish()
+
     def process(self, element):
+        decided = defaultdict(list)
+        for file_no, row in self.decisions(element):
+            decided[file_no].append(row)
+        for file_no, rows in sorted(decided.items()):
+            self.spill.add(file_no, pa.Table.from_pylist(rows, schema=DECISION_SCHEMA))
+        return []
+
+    def decisions(self, element):
         _part, urls = element
         table = read_spilled(urls).sort_by([("root", "ascending"), ("node", "ascending")])
         signatures = signature_matrix(table.column("signature"))
@@ -489,7 +528,8 @@ class DecideCluster(beam.DoFn):
                 continue  # an earlier snapshot's document: published, not ours to change
             row = node & 0xFFFFFFFF
             if m is keeper:
-                decision = ("keep", keeper["id"], len(members))
+                decision = {"row": row, "keep": True, "keeper": keeper["id"],
+                            "count": len(members)}
             else:
                 sim = float(estimated_jaccard(keeper["signature"], m["signature"]))
                 if old_keeper:
@@ -499,18 +539,21 @@ class DecideCluster(beam.DoFn):
                     reason, detail = "exact_duplicate", f"duplicate of {keeper['id']}"
                 else:
                     reason, detail = "near_duplicate", f"duplicate of {keeper['id']}"
-                decision = ("reject", reason, keeper["id"], round(sim, 4),
-                            f"{detail} (similarity {sim:.2f})")
-            yield file_of(node), (row, decision)
+                decision = {"row": row, "keep": False, "keeper": keeper["id"], "reason": reason,
+                            "similarity": round(sim, 4),
+                            "detail": f"{detail} (similarity {sim:.2f})"}
+            yield file_of(node), decision
 
 
 class ApplyDecisions(beam.DoFn):
-    """(file number, ([url], decisions)) -> writes the file's staying documents, yields the
-    rejected rows; with an index, also writes the file's part of the snapshot's index."""
+    """(file number, ([url], decision files)) -> writes the file's staying documents to
+    `data/` and the others to `rejected/`, both in input order, as the input streams; with an
+    index, also stages the file's part of the snapshot's index. Nothing is shuffled."""
 
-    def __init__(self, stage_data_url: str, work_url: str, num_files: int, config: DedupConfig,
+    def __init__(self, stage: StageDir, work_url: str, num_files: int, config: DedupConfig,
                  index_snapshot: str | None):
-        self.data_url, self.work_url, self.num_files = stage_data_url, work_url, num_files
+        self.data_url, self.rejected_url = stage.url(DATA_DIR), stage.url(REJECTED_DIR)
+        self.work_url, self.num_files = work_url, num_files
         self.config, self.index_snapshot = config, index_snapshot
 
     def setup(self):
@@ -518,21 +561,24 @@ class ApplyDecisions(beam.DoFn):
         self.hasher = hasher(self.config)
 
     def process(self, element):
-        file_no, (urls, decisions) = element
+        file_no, (urls, decision_files) = element
         (url,) = urls
-        decided = dict(decisions)
+        table = read_spilled(decision_files)
+        decided = {} if table is None else {d["row"]: d for d in table.to_pylist()}
         hashes = _RowLookup(signature_url(self.work_url, file_no), "text_hash")
-        out_url = posixpath.join(self.data_url,
-                                 f"part-{file_no:05d}-of-{self.num_files:05d}.parquet")
+        name = f"{file_no:05d}-of-{self.num_files:05d}.parquet"
         kept_rows: list[int] = []
         row0 = 0
-        with fsspec.open(url, "rb") as f, fsspec.open(out_url, "wb") as out:
+        with fsspec.open(url, "rb") as f, \
+                fsspec.open(posixpath.join(self.data_url, f"part-{name}"), "wb") as out, \
+                fsspec.open(posixpath.join(self.rejected_url, f"rejected-{name}"), "wb") as bad:
             writer = pq.ParquetWriter(out, DOCUMENT_SCHEMA, compression="zstd")
+            rejects = pq.ParquetWriter(bad, REJECTED_SCHEMA, compression="zstd")
             for batch in pq.ParquetFile(f, buffer_size=_READ_BUFFER).iter_batches(
                     batch_size=_BATCH, use_threads=False):
                 table = pa.Table.from_batches([batch]).cast(DOCUMENT_SCHEMA)
                 self.records_in.inc(table.num_rows)
-                keep, th, cluster, count = [], [], [], []
+                keep, th, cluster, count, rejected = [], [], [], [], []
                 ids = table.column("id").to_pylist()
                 hashes.advance(row0 + table.num_rows)
                 for i, doc_id in enumerate(ids):
@@ -540,29 +586,34 @@ class ApplyDecisions(beam.DoFn):
                     decision = decided.get(row)
                     if row not in hashes:  # no text: nothing to compare
                         keep.append(False)
-                        yield self._reject(table, i, "empty_text", None, None, None)
-                    elif decision is not None and decision[0] == "reject":
+                        rejected.append(self._reject(table, i, "empty_text", None, None, None))
+                    elif decision is not None and not decision["keep"]:
                         keep.append(False)
-                        _, reason, keeper, sim, detail = decision
-                        yield self._reject(table, i, reason, keeper, sim, detail)
+                        rejected.append(self._reject(
+                            table, i, decision["reason"], decision["keeper"],
+                            decision["similarity"], decision["detail"]))
                     else:
                         keep.append(True)
                         kept_rows.append(row)
                         th.append(hashes.get(row))
-                        cluster.append(decision[1] if decision else doc_id)
-                        count.append(decision[2] if decision else 1)
+                        cluster.append(decision["keeper"] if decision else doc_id)
+                        count.append(decision["count"] if decision else 1)
                 kept = table.filter(pa.array(keep, type=pa.bool_()))
-                for name, values, kind in (("text_hash", th, pa.string()),
-                                           ("dup_cluster", cluster, pa.string()),
-                                           ("dup_count", count, pa.int32())):
-                    kept = kept.set_column(kept.schema.get_field_index(name), name,
+                for column, values, kind in (("text_hash", th, pa.string()),
+                                             ("dup_cluster", cluster, pa.string()),
+                                             ("dup_count", count, pa.int32())):
+                    kept = kept.set_column(kept.schema.get_field_index(column), column,
                                            pa.array(values, type=kind))
                 writer.write_table(kept)
+                if rejected:
+                    rejects.write_table(pa.Table.from_pylist(rejected, schema=REJECTED_SCHEMA))
                 row0 += table.num_rows
             writer.close()
+            rejects.close()
         if self.index_snapshot is not None:
             self._write_index(file_no, kept_rows)
         release_memory()
+        return []
 
     @staticmethod
     def _reject(table: pa.Table, i: int, reason, keeper, sim, detail) -> dict:
@@ -696,15 +747,13 @@ def decide_and_write(p, stars, stage: StageDir, graph: EdgeGraph, config: DedupC
                                                         config.band_partitions))
                  | "GroupCluster" >> beam.GroupByKey()
                  | "Decide" >> beam.ParDo(DecideCluster(config, graph.first_new_node,
-                                                        graph.end_new_node)))
+                                                        graph.end_new_node, graph.work_url)))
     files = p | "FilesAgain" >> beam.Create([(i, url) for i, url in enumerate(graph.doc_urls)])
-    rejected = (({"url": files, "decisions": decisions})
-                | "JoinFile" >> beam.CoGroupByKey()
-                | "Unpack" >> beam.Map(lambda kv: (kv[0], (kv[1]["url"], kv[1]["decisions"])))
-                | "Apply" >> beam.ParDo(ApplyDecisions(stage.url(DATA_DIR), graph.work_url,
-                                                       len(graph.doc_urls), config,
-                                                       index_snapshot)))
-    write_rejected(rejected, stage.url(REJECTED_DIR))
+    (({"url": files, "decisions": decisions})
+     | "JoinFile" >> beam.CoGroupByKey()
+     | "Unpack" >> beam.Map(lambda kv: (kv[0], (kv[1]["url"], kv[1]["decisions"])))
+     | "Apply" >> beam.ParDo(ApplyDecisions(stage, graph.work_url, len(graph.doc_urls), config,
+                                            index_snapshot)))
 
 
 EDGE_SCHEMA = pa.schema([pa.field("a", pa.uint64()), pa.field("b", pa.uint64())])

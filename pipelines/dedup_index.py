@@ -113,18 +113,25 @@ class IndexDir:
 # --- signature tables (SIGNATURE_SCHEMA), read by row ---------------------------------------
 
 def take_rows(url: str, rows: np.ndarray, columns: list[str]) -> pa.Table:
-    """The rows numbered `rows` of a signature table, in that order, reading it a row group at a
-    time: memory follows the rows asked for, not the size of the file."""
+    """The rows numbered `rows` of a signature table, in that order, reading only the row groups
+    that hold them (by the row column's statistics): memory and reading follow the rows asked
+    for, not the size of the file."""
     rows = np.asarray(rows, dtype=np.int64)
     wanted = np.unique(rows)
     parts = []
     with fsspec.open(url, "rb") as f:
-        for batch in pq.ParquetFile(f).iter_batches(columns=["row", *columns],
-                                                    use_threads=False):
-            got = batch.column(0).to_numpy()
-            pick = np.flatnonzero(np.isin(got, wanted, assume_unique=True))
+        parquet = pq.ParquetFile(f)
+        for i in range(parquet.num_row_groups):
+            stats = parquet.metadata.row_group(i).column(0).statistics
+            if stats is not None and stats.has_min_max:
+                lo = np.searchsorted(wanted, stats.min, side="left")
+                hi = np.searchsorted(wanted, stats.max, side="right")
+                if lo >= hi:
+                    continue  # none of the wanted rows is in this row group
+            group = parquet.read_row_group(i, columns=["row", *columns], use_threads=False)
+            pick = np.flatnonzero(np.isin(group.column(0).to_numpy(), wanted))
             if len(pick):
-                parts.append(pa.Table.from_batches([batch]).take(pa.array(pick)))
+                parts.append(group.take(pa.array(pick)))
     table = pa.concat_tables(parts) if parts else \
         SIGNATURE_SCHEMA.empty_table().select(["row", *columns])
     return table.take(pa.array(positions(table.column("row").to_numpy(), rows)))
