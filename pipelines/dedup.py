@@ -54,8 +54,8 @@ from pipelines import components
 from pipelines.dedup_index import (IndexDir, read_table_rows, shingle_sets, signature_matrix,
                                    take_rows)
 from pipelines.engine import make_pipeline, run_pipeline
-from pipelines.minhash import MinHasher, estimated_jaccard, exact_jaccard, shingle_hashes, text_hash
-from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir
+from pipelines.minhash import MinHasher, estimated_jaccard, exact_jaccard, shingle_hashes
+from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir, streaming_parquet
 from pipelines.tables import WriteTable
 from schemas.config import DedupConfig, EngineConfig
 from schemas.dedup import BAND_SCHEMA, SIGNATURE_SCHEMA
@@ -65,7 +65,6 @@ STAGE = "dedup"
 WORK_DIR = "work"
 INLINE_ROUNDS = 4  # component rounds inside the main job; more run as follow-up jobs if needed
 _BATCH = 256  # documents per batch read, signed or written
-_READ_BUFFER = 1 << 20  # Parquet column chunks are read in pieces of this size, not whole
 _NEW = np.uint64(1 << 63)  # order keys: earlier snapshots' documents (top bit 0) come first
 _log = logging.getLogger(__name__)
 
@@ -210,14 +209,14 @@ class SignFile(beam.DoFn):
             row0 = 0
             columns = ["id", "url", "host", "fetch_time", "source_file", "source_offset",
                        "snapshot", "text"]
-            for batch in pq.ParquetFile(f, buffer_size=_READ_BUFFER).iter_batches(
+            for batch in streaming_parquet(f).iter_batches(
                     batch_size=_BATCH, columns=columns, use_threads=False):
                 rows = batch.to_pylist()
                 keep = [i for i, r in enumerate(rows) if has_text(r["text"])]
                 if keep:
                     docs = [rows[i] for i in keep]
                     texts = [d["text"] for d in docs]
-                    sigs = self.hasher.signatures(texts)
+                    hashes, sigs = self.hasher.sign(texts)
                     keys = self.hasher.band_keys(sigs)
                     nodes = (np.uint64(file_no) << np.uint64(32)) + \
                         (np.asarray(keep, dtype=np.uint64) + np.uint64(row0))
@@ -225,7 +224,7 @@ class SignFile(beam.DoFn):
                                       for d in docs], dtype=np.uint64) | _NEW
                     self._spill(keys, order, nodes)
                     writer.write_table(signature_rows(
-                        [row0 + i for i in keep], docs, texts, sigs,
+                        [row0 + i for i in keep], docs, texts, hashes, sigs,
                         [shingle_hashes(t, config.shingle_size) for t in texts]
                         if config.verify == "exact" else None))
                     self.docs.inc(len(docs))
@@ -250,14 +249,14 @@ def signature_url(work_url: str, file_no: int) -> str:
     return posixpath.join(work_url, "sig", f"part-{file_no:05d}.parquet")
 
 
-def signature_rows(rows: list[int], docs: list[dict], texts: list[str], sigs: np.ndarray,
-                   shingles: list[np.ndarray] | None) -> pa.Table:
+def signature_rows(rows: list[int], docs: list[dict], texts: list[str], hashes: list[str],
+                   sigs: np.ndarray, shingles: list[np.ndarray] | None) -> pa.Table:
     return pa.Table.from_pydict({
         "row": rows,
         **{name: [d[name] for d in docs] for name in
            ("id", "url", "host", "fetch_time", "source_file", "source_offset", "snapshot")},
         "n_chars": [len(t) for t in texts],
-        "text_hash": [text_hash(t) for t in texts],
+        "text_hash": hashes,
         "signature": [s.astype("<u4").tobytes() for s in sigs],
         "shingles": [s.astype("<u8").tobytes() for s in shingles] if shingles is not None
         else [None] * len(rows),
@@ -574,7 +573,7 @@ class ApplyDecisions(beam.DoFn):
                 fsspec.open(posixpath.join(self.rejected_url, f"rejected-{name}"), "wb") as bad:
             writer = pq.ParquetWriter(out, DOCUMENT_SCHEMA, compression="zstd")
             rejects = pq.ParquetWriter(bad, REJECTED_SCHEMA, compression="zstd")
-            for batch in pq.ParquetFile(f, buffer_size=_READ_BUFFER).iter_batches(
+            for batch in streaming_parquet(f).iter_batches(
                     batch_size=_BATCH, use_threads=False):
                 table = pa.Table.from_batches([batch]).cast(DOCUMENT_SCHEMA)
                 self.records_in.inc(table.num_rows)

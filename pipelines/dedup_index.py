@@ -23,9 +23,8 @@ from dataclasses import dataclass
 import fsspec
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from pipelines.stage import fs_protocol
+from pipelines.stage import fs_protocol, streaming_parquet
 from schemas.dedup import SIGNATURE_SCHEMA
 
 INDEX_DIR = "dedup_index"
@@ -120,7 +119,7 @@ def take_rows(url: str, rows: np.ndarray, columns: list[str]) -> pa.Table:
     wanted = np.unique(rows)
     parts = []
     with fsspec.open(url, "rb") as f:
-        parquet = pq.ParquetFile(f)
+        parquet = streaming_parquet(f)
         for i in range(parquet.num_row_groups):
             stats = parquet.metadata.row_group(i).column(0).statistics
             if stats is not None and stats.has_min_max:
@@ -140,7 +139,7 @@ def take_rows(url: str, rows: np.ndarray, columns: list[str]) -> pa.Table:
 def read_table_rows(url: str, columns: list[str]):
     """A signature table's batches, in row order, with the given columns (and "row")."""
     with fsspec.open(url, "rb") as f:
-        yield from pq.ParquetFile(f).iter_batches(columns=["row", *columns], use_threads=False)
+        yield from streaming_parquet(f).iter_batches(columns=["row", *columns], use_threads=False)
 
 
 def signature_matrix(column) -> np.ndarray:

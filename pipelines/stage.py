@@ -106,6 +106,13 @@ class StageDir:
             f.write(manifest["fingerprint"] + "\n")
 
 
+def streaming_parquet(f) -> pq.ParquetFile:
+    """A Parquet file to read a piece at a time. Without `pre_buffer=False`, pyarrow reads whole
+    column chunks ahead through a Python file object and holds them: streaming a file of 67,000
+    documents took 250 MB that way, 105 MB this way."""
+    return pq.ParquetFile(f, buffer_size=1 << 20, pre_buffer=False)
+
+
 def parquet_rows(fs, path: str) -> int:
     with fs.open(path, "rb") as f:
         return pq.ParquetFile(f).metadata.num_rows

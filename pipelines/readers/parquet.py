@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from pipelines.readers.base import InputError, Item, Reader, reject
 from pipelines.readers.jsonl import record_from_fields
+from pipelines.stage import streaming_parquet
 from schemas.config import ReadConfig
 
 BATCH_ROWS = 256
@@ -39,7 +40,7 @@ def _text_column(pf: pq.ParquetFile, url: str, field: str) -> None:
 
 def open_parquet(f, url: str) -> pq.ParquetFile:
     try:
-        return pq.ParquetFile(f)
+        return streaming_parquet(f)
     except (pa.ArrowException, OSError, ValueError) as err:
         raise InputError(f"{url}: not a readable Parquet file ({err})") from None
 
