@@ -67,39 +67,44 @@ def _mix(x: np.ndarray) -> np.ndarray:
 
 class _Tables:
     """Per code point: is it part of a token (`str.isalnum`, what `[^\\W_]` matches), and is it a
-    token on its own (CJK, kana, hangul, Thai). Built once per process (about 0.2 s)."""
+    token on its own (CJK, kana, hangul, Thai). Built once per process (about 0.1 s), set as one
+    tuple so that a thread never sees half of it."""
 
-    word: np.ndarray | None = None
-    single: np.ndarray | None = None
+    tables: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
-    def load(cls):
-        if cls.word is None:
+    def load(cls) -> tuple[np.ndarray, np.ndarray]:
+        tables = cls.tables
+        if tables is None:
             word = np.fromiter((chr(c).isalnum() for c in range(0x110000)), bool, 0x110000)
             single = np.zeros(0x110000, dtype=bool)
             for a, b in _SINGLE_RANGES:
                 single[a:b + 1] = True
-            cls.word, cls.single = word | single, single
-        return cls.word, cls.single
+            tables = cls.tables = (word | single, single)
+        return tables
 
 
 _SINGLE_RANGES = ((0x0E00, 0x0E7F), (0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF),
                   (0xF900, 0xFAFF), (0xAC00, 0xD7AF), (0x20000, 0x2FA1F))
-_POWERS = np.ones(1, dtype=np.uint64)  # _GOLDEN ** i mod 2^64
 _INVERSE = pow(int(_GOLDEN), -1, 1 << 64)
-_INV_POWERS = np.ones(1, dtype=np.uint64)
+# (_GOLDEN ** i, _GOLDEN ** -i) mod 2^64 for i < n, replaced whole (never changed in place), so a
+# thread reading it while another grows it sees either table, each complete.
+_POWERS: tuple[np.ndarray, np.ndarray] = (np.ones(1, dtype=np.uint64),
+                                          np.ones(1, dtype=np.uint64))
 
 
 def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
-    global _POWERS, _INV_POWERS
-    if len(_POWERS) < n:
-        size = max(n, 2 * len(_POWERS))
+    global _POWERS
+    powers = _POWERS
+    if len(powers[0]) < n:
+        size = max(n, 2 * len(powers[0]))
         with np.errstate(over="ignore"):
-            _POWERS = np.r_[np.uint64(1), np.cumprod(np.full(size - 1, _GOLDEN),
-                                                     dtype=np.uint64)]
-            _INV_POWERS = np.r_[np.uint64(1), np.cumprod(np.full(size - 1, np.uint64(_INVERSE)),
-                                                         dtype=np.uint64)]
-    return _POWERS[:n], _INV_POWERS[:n]
+            powers = (np.r_[np.uint64(1), np.cumprod(np.full(size - 1, _GOLDEN),
+                                                     dtype=np.uint64)],
+                      np.r_[np.uint64(1), np.cumprod(np.full(size - 1, np.uint64(_INVERSE)),
+                                                     dtype=np.uint64)])
+        _POWERS = powers
+    return powers[0][:n], powers[1][:n]
 
 
 def _token_hashes(folded: str) -> np.ndarray:

@@ -76,3 +76,39 @@ def test_table_tokenizer_cuts_where_the_regular_expression_does_in_every_languag
                 assert _token_hashes(folded).tolist() == expected, (path.name, text[:60])
                 checked += 1
     assert checked > 5000
+
+
+def test_signatures_from_many_threads_match_one_thread(monkeypatch):
+    """Beam's multi_threading mode signs in several threads at once; the shared power tables
+    grow while others read them (a torn update once gave an IndexError)."""
+    import threading
+
+    import pipelines.minhash as minhash
+
+    lines = shared("langid", "ru.txt").read_text(encoding="utf-8").splitlines()
+    texts = [" ".join(lines[:n]) for n in range(1, 400, 7)]
+    expected = MinHasher(14, 8, 1, 5, 256).signatures(texts)
+    errors, results = [], {}
+
+    def work(k):
+        try:
+            results[k] = MinHasher(14, 8, 1, 5, 256).signatures(texts[k % 3::1])
+        except Exception as err:  # noqa: BLE001 - the test reports any failure
+            errors.append(err)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show
+    try:
+        for _ in range(5):
+            monkeypatch.setattr(minhash, "_POWERS", (np.ones(1, np.uint64),
+                                                     np.ones(1, np.uint64)))
+            threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert not errors, errors
+            for k, sigs in results.items():
+                assert np.array_equal(sigs, expected[k % 3:])
+    finally:
+        sys.setswitchinterval(interval)
