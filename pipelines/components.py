@@ -24,15 +24,19 @@ def round_counter(round_no: int) -> str:
     return f"cc_round_{round_no:02d}_changes"
 
 
-class _LargeStar(beam.DoFn):
-    """Node u and all its neighbours: every larger neighbour is linked to the smallest of u's
-    closed neighbourhood instead of u."""
+class _Round(beam.DoFn):
+    """A step of round `round_no`, counting the edges it changes."""
 
     def __init__(self, round_no: int):
         self.round_no = round_no
 
     def setup(self):
         self.changes = Metrics.counter(NAMESPACE, round_counter(self.round_no))
+
+
+class _LargeStar(_Round):
+    """Node u and all its neighbours: every larger neighbour is linked to the smallest of u's
+    closed neighbourhood instead of u."""
 
     def process(self, element):
         u, neighbours = element
@@ -45,14 +49,8 @@ class _LargeStar(beam.DoFn):
                 yield (m, v)
 
 
-class _SmallStar(beam.DoFn):
+class _SmallStar(_Round):
     """Node u and its smaller neighbours: all of them, and u, are linked to the smallest one."""
-
-    def __init__(self, round_no: int):
-        self.round_no = round_no
-
-    def setup(self):
-        self.changes = Metrics.counter(NAMESPACE, round_counter(self.round_no))
 
     def process(self, element):
         u, smaller = element

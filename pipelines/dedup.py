@@ -169,6 +169,22 @@ class _Spill:
         self.written = []
 
 
+class _Spilling(beam.DoFn):
+    """A DoFn whose output goes through files: rows go to `self.spill` (one `_Spill` per
+    bundle, under `work/<step>/`), and the names of the files written are its output."""
+
+    step = ""
+
+    def __init__(self, work_url: str):
+        self.work_url = work_url
+
+    def start_bundle(self):
+        self.spill = _Spill(posixpath.join(self.work_url, self.step))
+
+    def finish_bundle(self):
+        yield from self.spill.finish()
+
+
 def read_spilled(urls):
     """The rows a `_Spill` wrote under one key: a dict of arrays, or a Table (None if none)."""
     parts = []
@@ -186,18 +202,18 @@ def read_spilled(urls):
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-class SignFile(beam.DoFn):
-    """(file number, url) -> packed band keys by key range; writes the file's signature table."""
+class SignFile(_Spilling):
+    """(file number, url) -> band key files by key range; writes the file's signature table."""
+
+    step = "bands"
 
     def __init__(self, config: DedupConfig, work_url: str):
-        self.config, self.work_url = config, work_url
+        super().__init__(work_url)
+        self.config = config
 
     def setup(self):
         self.hasher = hasher(self.config)
         self.docs = Metrics.counter(STAGE, "documents_signed")
-
-    def start_bundle(self):
-        self.spill = _Spill(posixpath.join(self.work_url, "bands"))
 
     def process(self, element):
         file_no, url = element
@@ -241,9 +257,6 @@ class SignFile(beam.DoFn):
         flat[:, 2] = np.repeat(nodes, bands)
         self.spill.add_by(flat[:, 0] % np.uint64(self.config.band_partitions), {"rows": flat})
 
-    def finish_bundle(self):
-        yield from self.spill.finish()
-
 
 def signature_url(work_url: str, file_no: int) -> str:
     return posixpath.join(work_url, "sig", f"part-{file_no:05d}.parquet")
@@ -263,14 +276,14 @@ def signature_rows(rows: list[int], docs: list[dict], texts: list[str], hashes: 
     }, schema=SIGNATURE_SCHEMA)
 
 
-class ReadIndexBands(beam.DoFn):
+class ReadIndexBands(_Spilling):
     """(node base, band file URLs of one index docs part) -> band key files like SignFile's."""
 
-    def __init__(self, work_url: str, partitions: int):
-        self.work_url, self.partitions = work_url, partitions
+    step = "bands"
 
-    def start_bundle(self):
-        self.spill = _Spill(posixpath.join(self.work_url, "bands"))
+    def __init__(self, work_url: str, partitions: int):
+        super().__init__(work_url)
+        self.partitions = partitions
 
     def process(self, element):
         base, band_urls = element
@@ -283,26 +296,16 @@ class ReadIndexBands(beam.DoFn):
             self.spill.add_by(keys % np.uint64(self.partitions), {"rows": rows})
         return []
 
-    def finish_bundle(self):
-        yield from self.spill.finish()
 
-
-class StarEdges(beam.DoFn):
+class StarEdges(_Spilling):
     """A key range's band keys -> candidate edges (first, other) of every bucket, spilled by the
     first node's file. Members of a bucket are linked to its smallest order key."""
 
-    def __init__(self, work_url: str):
-        self.work_url = work_url
+    step = "candidates"
 
     def setup(self):
         self.candidates = Metrics.counter(STAGE, "candidate_edges")
         self.largest = Metrics.distribution(STAGE, "bucket_size")
-
-    def start_bundle(self):
-        self.spill = _Spill(posixpath.join(self.work_url, "candidates"))
-
-    def finish_bundle(self):
-        yield from self.spill.finish()
 
     def process(self, element):
         _part, urls = element
@@ -354,19 +357,16 @@ def unpack_features(data: dict, exact: bool):
     return [data["shingles"][a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-class AttachFirst(beam.DoFn):
+class AttachFirst(_Spilling):
     """(block, candidate edge files whose first node is in it) -> spilled by the other node's
     block: the edges and the first nodes' features. Duplicate edges (one per shared band) are
     merged here."""
 
+    step = "attached"
+
     def __init__(self, tables: list[str], work_url: str, exact: bool):
-        self.tables, self.work_url, self.exact = tables, work_url, exact
-
-    def start_bundle(self):
-        self.spill = _Spill(posixpath.join(self.work_url, "attached"))
-
-    def finish_bundle(self):
-        yield from self.spill.finish()
+        super().__init__(work_url)
+        self.tables, self.exact = tables, exact
 
     def process(self, element):
         block, urls = element
@@ -410,18 +410,15 @@ class VerifyEdges(beam.DoFn):
             yield int(a), int(b)
 
 
-class LookupMembers(beam.DoFn):
+class LookupMembers(_Spilling):
     """(file, [(member, root)]) -> the members' identities and signatures, spilled by a hash of
     their root: a cluster's members land in one file group, whatever files they came from."""
 
+    step = "members"
+
     def __init__(self, tables: list[str], work_url: str, partitions: int):
-        self.tables, self.work_url, self.partitions = tables, work_url, partitions
-
-    def start_bundle(self):
-        self.spill = _Spill(posixpath.join(self.work_url, "members"))
-
-    def finish_bundle(self):
-        yield from self.spill.finish()
+        super().__init__(work_url)
+        self.tables, self.partitions = tables, partitions
 
     def process(self, element):
         file_no, pairs = element
@@ -476,24 +473,20 @@ DECISION_SCHEMA = pa.schema([
     pa.field("similarity", pa.float64()), pa.field("detail", pa.string())])
 
 
-class DecideCluster(beam.DoFn):
+class DecideCluster(_Spilling):
     """(root hash, member files) -> a decision for every member in this snapshot's files, cluster
     by cluster, spilled by the member's file."""
 
+    step = "decisions"
+
     def __init__(self, config: DedupConfig, first_new_node: int, end_new_node: int,
                  work_url: str):
+        super().__init__(work_url)
         self.config, self.first_new, self.end_new = config, first_new_node, end_new_node
-        self.work_url = work_url
 
     def setup(self):
         self.rank = keep_rank(self.config, self.end_new)
         self.sizes = Metrics.distribution(STAGE, "cluster_size")
-
-    def start_bundle(self):
-        self.spill = _Spill(posixpath.join(self.work_url, "decisions"))
-
-    def finish_bundle(self):
-        yield from self.spill.finish()
 
     def process(self, element):
         decided = defaultdict(list)
