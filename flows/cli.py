@@ -150,6 +150,9 @@ def dedup_settings(args) -> dict:
                          ("dedup_rows", "rows"), ("dedup_shingle", "shingle_size")):
         if getattr(args, option, None) is not None:
             data[name] = getattr(args, option)
+    bands, rows = data.get("bands", DedupConfig.bands), data.get("rows", DedupConfig.rows)
+    if bands * rows > DedupConfig.num_perm:  # more bands or rows: a signature long enough
+        data["num_perm"] = bands * rows
     if getattr(args, "dedup_domains", None):
         data["domain_priority"] = [x.strip() for x in args.dedup_domains.split(",") if x.strip()]
         data.setdefault("keep", "domain_priority")
