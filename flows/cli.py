@@ -15,7 +15,8 @@ import sys
 
 from flows.dataset_root import DatasetRoot, RootError, inside, is_url, normalize_root
 from schemas.config import (KEEP_POLICIES, VERIFY_MODES, DedupConfig, EngineConfig,
-                            ExtractConfig, LangIdConfig, PipelineConfig, ReadConfig, TrainConfig)
+                            ExtractConfig, LangIdConfig, PipelineConfig, ReadConfig, TokenizeConfig,
+                            TrainConfig)
 
 # Prefect's server sends usage telemetry when it starts: offline that logs an ERROR, and on a
 # first run its database write races the migrations ("database is locked"). Opt in by setting it.
@@ -161,6 +162,87 @@ def dedup_settings(args) -> dict:
     return data
 
 
+SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+              "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+
+
+def byte_size(text: str) -> int:
+    """`256MB`, `2GB`, `512MiB`, `1000B` -> bytes."""
+    raw = text.strip().upper().replace(" ", "")
+    for unit in sorted(SIZE_UNITS, key=len, reverse=True):
+        if raw.endswith(unit):
+            try:
+                value = float(raw[:-len(unit)])
+            except ValueError:
+                break
+            if value > 0:
+                return int(value * SIZE_UNITS[unit])
+            break
+    raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 256MB, 2GB or 512MiB")
+
+
+def sample_size(text: str) -> tuple[str, int]:
+    """`100000docs` -> ("sample_documents", 100000); a byte size -> ("sample_bytes", n)."""
+    raw = text.strip().lower().replace(" ", "")
+    for suffix in ("documents", "docs", "doc"):
+        if raw.endswith(suffix):
+            return "sample_documents", positive_int(raw[:-len(suffix)])
+    try:
+        return "sample_bytes", byte_size(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a number of documents (100000docs) nor a size (256MB)") \
+            from None
+
+
+def fraction(text: str) -> float:
+    value = similarity(text)
+    if value >= 1.0:
+        raise argparse.ArgumentTypeError(f"must be below 1, got {text}")
+    return value
+
+
+def tokenize_settings(args) -> dict:
+    """The tokenize section of the config from its options (absent ones keep defaults)."""
+    data: dict = {}
+    supplied = getattr(args, "tokenizer", None)
+    if supplied:
+        clash = [flag for flag, name in (("--vocab-size", "vocab_size"),
+                                         ("--min-frequency", "min_frequency"),
+                                         ("--special-tokens", "special_tokens"),
+                                         ("--tokenizer-sample", "tokenizer_sample"))
+                 if getattr(args, name, None) is not None]
+        if clash:
+            raise UserError(f"--tokenizer supplies the vocabulary: drop {', '.join(clash)} "
+                            f"(they set up a tokenizer trained here)")
+        data["tokenizer"] = supplied if "://" in supplied else os.path.abspath(supplied)
+    for option, name in (("vocab_size", "vocab_size"), ("min_frequency", "min_frequency"),
+                         ("eot_token", "eot_token"), ("val_fraction", "val_fraction"),
+                         ("shard_tokens", "shard_tokens"), ("tokenize_memory", "memory_limit")):
+        if getattr(args, option, None) is not None:
+            data[name] = getattr(args, option)
+    if getattr(args, "special_tokens", None) is not None:
+        data["special_tokens"] = [t.strip() for t in args.special_tokens.split(",") if t.strip()]
+    if getattr(args, "tokenizer_sample", None) is not None:
+        name, value = args.tokenizer_sample
+        data["sample_documents"], data["sample_bytes"] = 0, 0  # only the limit given applies
+        data[name] = value
+    return data
+
+
+def check_tokenizer(config: PipelineConfig) -> None:
+    """Load a supplied tokenizer now: a missing file or one without the end-of-document token is
+    one line, not a failed stage."""
+    if not config.tokenize.tokenizer:
+        return
+    from pipelines.tokenizer import TokenizerError, load_tokenizer
+
+    try:
+        load_tokenizer(config.tokenize.tokenizer, config.tokenize.eot_token)
+    except TokenizerError as err:
+        raise UserError(str(err)) from None
+
+
 def beam_option(text: str) -> str:
     """`--key=value` as Beam reads it; `key=value` gets its dashes."""
     text = text.strip()
@@ -199,6 +281,7 @@ def build_config(args) -> PipelineConfig:
         if getattr(args, name, None) is not None:
             data["train"][name] = getattr(args, name)
     data["dedup"] = dedup_settings(args)
+    data["tokenize"] = tokenize_settings(args)
     try:
         return PipelineConfig.from_dict(data)
     except ValueError as err:  # settings that contradict each other
@@ -297,6 +380,7 @@ def cmd_build(args) -> int:
     inputs = resolve_inputs(args.input, output, config.read)
     config = memory_engine(check_language_id(config), inputs + [output])
     check_engine(config)
+    check_tokenizer(config)
     root = DatasetRoot(output)
     if args.train and not root.local:
         raise UserError("--train reads token shards with numpy.memmap from a local folder; "
@@ -463,6 +547,38 @@ def add_build_args(build) -> None:
     dedup.add_argument("--no-dedup-index", action="store_true",
                        help="neither compare with the snapshots already in the dataset's dedup "
                        "index nor add this one to it")
+    tok = build.add_argument_group(
+        "tokenize", "the tokenizer and the packed token shards (README, Tokens)")
+    tok.add_argument("--tokenizer", metavar="PATH",
+                     help="use this tokenizer instead of training one: a Hugging Face "
+                     "tokenizer.json, a GPT-2 style vocab.json (merges.txt beside it), or a "
+                     "folder holding either; local files only")
+    tok.add_argument("--vocab-size", type=positive_int, metavar="N",
+                     help=f"tokens of the byte-level BPE trained here (default {TokenizeConfig.vocab_size}, "
+                     "a demo size; "
+                     "32000-64000 for real corpora; above 65536 the shards hold uint32)")
+    tok.add_argument("--min-frequency", type=positive_int, metavar="N",
+                     help=f"a merge must be seen this often in the sample (default "
+                     f"{TokenizeConfig.min_frequency})")
+    tok.add_argument("--special-tokens", metavar="LIST",
+                     help="comma-separated special tokens added after the end-of-document token")
+    tok.add_argument("--eot-token", metavar="TEXT",
+                     help="the special token that ends every document (default <|endoftext|>; "
+                     "with --tokenizer, one that tokenizer has, e.g. </s>)")
+    tok.add_argument("--tokenizer-sample", type=sample_size, metavar="SIZE",
+                     help="what the tokenizer is trained on: the training documents of smallest "
+                     f"seeded hash of their id, up to a size ({TokenizeConfig.sample_bytes // 10**6}MB, "
+                     "the default) or a count "
+                     "(100000docs)")
+    tok.add_argument("--val-fraction", type=fraction, metavar="F",
+                     help="share of documents in the validation split, chosen by a hash of "
+                     f"their id (default {TokenizeConfig.val_fraction})")
+    tok.add_argument("--shard-tokens", type=positive_int, metavar="N",
+                     help=f"target tokens per shard file (default {TokenizeConfig.shard_tokens:,})")
+    tok.add_argument("--tokenize-memory", type=byte_size, metavar="SIZE",
+                     help=f"tokens a worker holds before writing them to disk (default "
+                     f"{TokenizeConfig.memory_limit // 2**20}MiB); "
+                     "the corpus may be any size")
     build.add_argument("--until", choices=BUILD_STAGES,
                        help="stop after this stage (default: run them all)")
     build.add_argument("--train", action="store_true", help="train a GPT on the result too")

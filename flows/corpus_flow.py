@@ -32,6 +32,9 @@ def counts_table(result: StageResult) -> list[dict]:
             {"measure": "records out", "count": counts["records_out"]}]
     rows += [{"measure": f"rejected: {reason}", "count": n}
              for reason, n in sorted(counts["rejected"].items())]
+    for split, shards in result.manifest.get("tokens", {}).get("splits", {}).items():
+        rows += [{"measure": f"{split} tokens", "count": sum(s["tokens"] for s in shards)},
+                 {"measure": f"{split} shards", "count": len(shards)}]
     return rows
 
 
@@ -82,7 +85,7 @@ def shard_task(root: str, config: PipelineConfig) -> dict:
 
 @task(name="tokenize", cache_policy=NO_CACHE)
 def tokenize_task(root: str, config: PipelineConfig) -> dict:
-    return publish(root, jobs.run_tokenize(root, config))
+    return publish(root, jobs.run_tokenize(root, config, log=get_run_logger().info))
 
 
 def train_dataset(root: str, config: PipelineConfig, out: str | None = None,

@@ -79,8 +79,10 @@ def make_pipeline(engine: EngineConfig) -> beam.Pipeline:
     return beam.Pipeline(runner=runner, options=options)
 
 
-def run_pipeline(pipeline: beam.Pipeline) -> dict[str, int]:
-    """Run to completion; return the job's user counters as {"namespace/name": value}.
+def run_pipeline(pipeline: beam.Pipeline, maxima: tuple[str, ...] = ()) -> dict[str, int]:
+    """Run to completion; return the job's user counters as {"namespace/name": value}, and the
+    largest value of each distribution of the `maxima` namespaces as "namespace/name_max" (Beam's
+    own distributions, such as BatchElements' timings, are left out: they differ run to run).
 
     Runners report counters differently: FnApiRunner and Beam's portable job service as committed
     values, some runners as attempted values only, and a counter comes back once per step that
@@ -105,6 +107,13 @@ def run_pipeline(pipeline: beam.Pipeline) -> dict[str, int]:
         key = f"{counter.key.metric.namespace}/{counter.key.metric.name}"
         value = counter.committed if counter.committed is not None else counter.attempted
         counters[key] = counters.get(key, 0) + int(value or 0)
+    for dist in query.get("distributions", []):
+        if dist.key.metric.namespace not in maxima:
+            continue
+        key = f"{dist.key.metric.namespace}/{dist.key.metric.name}_max"
+        value = dist.committed if dist.committed is not None else dist.attempted
+        if value is not None and value.count:
+            counters[key] = max(counters.get(key, 0), int(value.max))
     return counters
 
 

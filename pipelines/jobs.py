@@ -115,17 +115,29 @@ def run_shard(root: str, config: PipelineConfig) -> StageResult:
         build=lambda st: shard.build_shard(st, urls, config.shard, config.engine))
 
 
-def run_tokenize(root: str, config: PipelineConfig) -> StageResult:
+def run_tokenize(root: str, config: PipelineConfig, log=print) -> StageResult:
+    """Tokenize the shard stage's corpus; a supplied tokenizer's files are inputs too (a changed
+    file makes a new run)."""
+    from pipelines.tokenizer import file_sha256, supplied_files
+
     urls, inputs = upstream(root, shard.STAGE)
     dataset_sha = inputs[0]["sha256"]
+    if config.tokenize.tokenizer:
+        inputs = inputs + [{"path": f, "sha256": file_sha256(f)}
+                           for f in supplied_files(config.tokenize.tokenizer)]
+    built: dict = {}
+
+    def build(st: StageDir) -> dict:
+        counters, built["source"] = tokenize.build_tokenize(st, urls, config.tokenize,
+                                                            config.seed, config.engine, log)
+        return counters
+
     return run_stage(
         root, tokenize.STAGE, inputs=inputs,
-        config={"tokenize": config.tokenize.__dict__, "seed": config.seed},
-        build=lambda st: tokenize.build_tokenize(st, urls, config.tokenize, config.seed,
-                                                 config.engine),
-        count_out=tokenize.count_packed_documents,
-        extra=lambda st: {"tokens": tokenize.token_info(st, dataset_sha,
-                                                        config.tokenize).to_dict()})
+        config={"tokenize": asdict(config.tokenize), "seed": config.seed},
+        build=build, count_out=tokenize.count_packed_documents,
+        extra=lambda st: {"tokens": tokenize.token_info(
+            st, dataset_sha, config.tokenize, config.seed, built["source"]).to_dict()})
 
 
 def token_dir(root: str) -> str:

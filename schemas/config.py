@@ -174,10 +174,40 @@ class ShardConfig:
 
 @dataclass(frozen=True)
 class TokenizeConfig:
+    """How documents become packed token shards (`pipelines/tokenize.py`).
+
+    The tokenizer is either supplied (`tokenizer`: a `tokenizer.json`, or a GPT-2 style folder or
+    `vocab.json` with `merges.txt` beside it) or a byte-level BPE trained on a seeded sample of the
+    training split: the documents of smallest hash of their id, up to `sample_documents` (0: no
+    limit) and `sample_bytes` of UTF-8 text (0: no limit). With a supplied tokenizer, the
+    vocabulary settings are not used."""
+
+    tokenizer: str = ""  # a local path; empty: train one
     vocab_size: int = 2048
     min_frequency: int = 2
+    special_tokens: tuple[str, ...] = ()  # more special tokens, after the end-of-document token
+    eot_token: str = "<|endoftext|>"  # ends every document; special in the tokenizer
+    sample_documents: int = 0
+    sample_bytes: int = 256_000_000
     val_fraction: float = 0.1
-    num_shards: int = 1  # shards per split
+    shard_tokens: int = 100_000_000  # target tokens per shard file
+    memory_limit: int = 256 * 2**20  # bytes of tokens a worker holds before spilling them
+    batch_documents: int = 256  # documents per encode_batch call
+
+    def __post_init__(self):
+        if self.vocab_size < 257 + len(self.special_tokens):
+            raise ValueError(f"tokenize vocab_size {self.vocab_size} is too small: a byte-level "
+                             f"BPE needs 256 byte tokens plus the special tokens")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"tokenize val_fraction must be in [0, 1), got {self.val_fraction}")
+        for name in ("sample_documents", "sample_bytes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"tokenize {name} must be 0 (no limit) or more")
+        for name in ("shard_tokens", "memory_limit", "batch_documents", "min_frequency"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"tokenize {name} must be at least 1")
+        if not self.eot_token:
+            raise ValueError("tokenize eot_token must not be empty")
 
 
 @dataclass(frozen=True)

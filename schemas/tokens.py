@@ -55,6 +55,12 @@ class TokenShardsInfo:
     val_fraction: float
     splits: dict[str, list[TokenShard]] = field(default_factory=dict)
     format: str = TOKEN_FORMAT
+    eot_token: str = EOT_TOKEN
+    # where the tokenizer came from: {"kind": "trained", "sample": {...}} or
+    # {"kind": "supplied", "files": [{"path", "sha256"}], "changed": bool}
+    tokenizer_source: dict = field(default_factory=dict)
+    seed: int = 0  # the split and the shuffle are functions of (seed, document id)
+    shard_tokens: int = 0  # the target size of a shard
 
     def tokens(self, split: str) -> int:
         return sum(s.tokens for s in self.splits.get(split, []))

@@ -13,10 +13,9 @@ from tokenizers import Tokenizer
 
 from pipelines import jobs
 from pipelines.shard import ShardDocuments
-from pipelines.tokenize import EncodeDocuments, train_tokenizer, validation_ids
 from schemas.config import EngineConfig, PipelineConfig
 from schemas.document import DOCUMENT_SCHEMA, empty_document
-from schemas.tokens import EOT_TOKEN, TokenShardsInfo
+from schemas.tokens import TokenShardsInfo
 from tests.beam_helpers import fn_api_pipeline
 from tests.conftest import shared
 
@@ -30,32 +29,6 @@ def test_shard_check_rejects_empty_text():
         assert_that(out.documents | "Ids" >> beam.Map(lambda d: d["id"]), equal_to(["a"]), label="k")
         assert_that(out.rejected | "Why" >> beam.Map(lambda r: (r["id"], r["reason"])),
                     equal_to([("b", "empty_text"), ("c", "empty_text")]), label="r")
-
-
-def test_encode_appends_separator_and_rejects_empty():
-    texts = ["hello world, hello tokens", "another small document here"] * 20
-    tok = train_tokenizer(texts, vocab_size=300, min_frequency=1)
-    eot = tok.token_to_id(EOT_TOKEN)
-    docs = [empty_document(id="x", url="u:x", text="hello world"),
-            empty_document(id="y", url="u:y", text="")]
-    with fn_api_pipeline() as p:
-        val = p | "Val" >> beam.Create([frozenset({"x"})])
-        out = p | beam.Create(docs) | beam.ParDo(
-            EncodeDocuments(tok.to_str(), "uint16"), val_ids=beam.pvalue.AsSingleton(val)) \
-            .with_outputs("rejected", main="encoded")
-        expected = tok.encode("hello world").ids + [eot]
-        assert_that(out.encoded | "Ids" >> beam.Map(lambda e: (e[0], e[1][0], e[1][1].tolist())),
-                    equal_to([("val", "x", expected)]), label="encoded")
-        assert_that(out.rejected | "Why" >> beam.Map(lambda r: r["reason"]),
-                    equal_to(["no_tokens"]), label="rejected")
-
-
-def test_validation_split_is_never_empty_nor_everything():
-    ids = [f"id{i}" for i in range(5)]
-    val = validation_ids(ids, 0.1, seed=0)
-    assert len(val) == 1 and val < set(ids)
-    assert validation_ids(ids, 0.1, seed=0) == val
-    assert len(validation_ids(ids[:2], 0.9, seed=0)) == 1
 
 
 def build(root, engine: EngineConfig) -> PipelineConfig:
