@@ -125,11 +125,14 @@ class WriteSample(beam.DoFn):
 
     def start_bundle(self):
         self.writer, self.rows, self.held, self.url = None, [], 0, None
+        self.cut = None
 
     def process(self, item, histogram):
-        cut = sample_cut(histogram, self.config.sample_documents, self.config.sample_bytes)
+        if self.cut is None:  # the side input is the same for the whole bundle
+            self.cut = sample_cut(histogram, self.config.sample_documents,
+                                  self.config.sample_bytes)
         sample_bin, size, text = item
-        if sample_bin >= cut:
+        if sample_bin >= self.cut:
             return
         self.documents.inc()
         self.bytes.inc(size)

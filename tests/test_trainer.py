@@ -1,18 +1,20 @@
 """The trainer on its own: model properties, the shard loader, and real torchrun runs."""
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 import torch
 
-from pipelines.tokenize import train_tokenizer
+from pipelines.tokenizer import train_tokenizer
 from schemas.config import TrainConfig
 from schemas.tokens import EOT_TOKEN, TokenShard, TokenShardsInfo, shard_file_names
 from tests.conftest import shared
-from trainer.data import TokenShards
+from trainer.data import TokenLoader, TokenShards
 from trainer.launch import launch_training
 from trainer.model import GPT, GPTConfig
+from trainer.train import load_checkpoint, train
 
 TINY = TrainConfig(steps=150, batch_size=8, block_size=32, n_layer=2, n_head=2, n_embd=32,
                    eval_interval=50, eval_batches=4, nproc=2, sample_tokens=20,
@@ -68,10 +70,10 @@ def test_loader_reads_written_tokens_and_rejects_truncated_shards(tokens, tmp_pa
     data = TokenShards(str(tokens))
     raw = np.fromfile(tokens / "data" / "train-00000.bin", dtype="<u2")
     assert data.tokens("train") == len(raw)
-    x, y = data.get_batch("train", 4, 16, torch.Generator().manual_seed(0))
+    x, y = TokenLoader(data, "train", 4, 16, seed=0).next_batch()
     assert x.shape == (4, 16) and torch.equal(x[:, 1:], y[:, :-1])
     with pytest.raises(ValueError, match="no shard longer"):
-        data.get_batch("val", 1, 100_000, torch.Generator())
+        TokenLoader(data, "val", 1, 100_000, seed=0)
     import shutil
 
     broken = tmp_path / "broken"
@@ -95,6 +97,30 @@ def test_torchrun_two_processes_learn_and_fine_tune(tokens, tmp_path):
                             init_from=str(ckpt), stream=lambda _: None)
     assert tuned["initial_train_loss"] < result["initial_train_loss"] - 1.0
     assert tuned["world_size"] == 1
+    # the checkpoint knows where the loader stopped; same data, so fine-tuning reads on from there
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert saved["loader"] == {"samples_consumed": 150 * 8 * 2} == {
+        "samples_consumed": result["samples_consumed"]}
+    assert saved["tokenizer_sha256"] == TokenShards(str(tokens)).info.tokenizer_sha256
+    assert tuned["samples_consumed"] == 150 * 8 * 2 + 10 * 8
+
+
+def test_a_checkpoint_of_another_tokenizer_is_refused(tokens, tmp_path, monkeypatch):
+    info = TokenShards(str(tokens)).info
+    cfg = GPTConfig(vocab_size=info.vocab_size, block_size=TINY.block_size, n_layer=TINY.n_layer,
+                    n_head=TINY.n_head, n_embd=TINY.n_embd, dropout=TINY.dropout)
+    state = {"model": GPT(cfg).state_dict(), "model_config": asdict(cfg)}
+    path = tmp_path / "ckpt.pt"
+    torch.save(state, path)
+    assert load_checkpoint(str(path), cfg, info)["model_config"] == asdict(cfg)  # no hash: kept
+    torch.save({**state, "tokenizer_sha256": "ab" * 32}, path)
+    with pytest.raises(ValueError, match="another tokenizer") as err:
+        load_checkpoint(str(path), cfg, info)
+    assert "ab" * 32 in str(err.value)
+    assert f"dataset tokenizer_sha256 {info.tokenizer_sha256}" in str(err.value)
+    monkeypatch.delenv("RANK", raising=False)  # one process, no torchrun: fails before training
+    with pytest.raises(ValueError, match="token ids would mean different things"):
+        train(str(tokens), str(tmp_path / "out"), TINY, init_from=str(path), log=lambda _: None)
 
 
 def test_a_failed_run_raises_with_its_output(tokens, tmp_path):

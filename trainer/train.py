@@ -4,8 +4,15 @@
         --tokens DATASET/tokenize --out OUT [--steps N ...] [--init-from ckpt.pt]
 
 With torchrun's environment it joins a process group (NCCL on CUDA, gloo on CPU) and wraps the
-model in DistributedDataParallel; alone it trains in one process. Rank 0 writes `ckpt.pt` and
-`result.json` (losses before and after, validation perplexity, a generated sample).
+model in DistributedDataParallel; alone it trains in one process. Rank 0 writes `ckpt.pt` (model,
+optimizer, the loader's `samples_consumed`, the tokenizer's hash) and `result.json` (losses before
+and after, validation perplexity, a generated sample, samples consumed).
+
+Training batches come from `trainer.data.TokenLoader`, whose order depends only on the seed and
+the number of samples consumed. `--init-from` refuses a checkpoint of another tokenizer; when the
+checkpoint was trained on the same token data (same dataset manifest hash) the loader carries on
+from its `samples_consumed`, so continued training reads the samples that come next instead of
+repeating the first ones.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from schemas.config import TrainConfig
-from trainer.data import TokenShards
+from schemas.tokens import TokenShardsInfo
+from trainer.data import TokenLoader, TokenShards
 from trainer.model import GPT, GPTConfig
 
 
@@ -42,21 +50,39 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
     return cfg.min_learning_rate + coeff * (cfg.learning_rate - cfg.min_learning_rate)
 
 
+EVAL_SEED = 20240101  # one fixed order for every evaluation, so eval losses are comparable
+
+
 @torch.no_grad()
-def estimate_loss(model, data: TokenShards, split: str, cfg: TrainConfig, device: str,
-                  generator: torch.Generator, distributed: bool) -> float:
+def estimate_loss(model, loader: TokenLoader, batches: int, distributed: bool) -> float:
+    """Mean loss over the first `batches` steps of a fixed-order loader: the same windows every
+    time it is called (and, with the same global batch, on any number of ranks)."""
     model.eval()
     losses = []
-    for _ in range(cfg.eval_batches):
-        x, y = data.get_batch(split, cfg.batch_size, cfg.block_size, generator)
-        _, loss = model(x.to(device), y.to(device))
+    for i in range(batches):
+        x, y = loader.batch_at(i * loader.samples_per_step)
+        _, loss = model(x, y)
         losses.append(loss.item())
     model.train()
-    mean = torch.tensor(sum(losses) / len(losses), device=device)
+    mean = torch.tensor(sum(losses) / len(losses), device=loader.device)
     if distributed:
         dist.all_reduce(mean, op=dist.ReduceOp.SUM)
         mean /= dist.get_world_size()
     return float(mean)
+
+
+def load_checkpoint(path: str, gpt_cfg: GPTConfig, info: TokenShardsInfo) -> dict:
+    """Read a checkpoint to start from; refuse one of another model shape or tokenizer."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if ckpt["model_config"] != asdict(gpt_cfg) | {"dropout": ckpt["model_config"]["dropout"]}:
+        raise ValueError(f"{path} holds a model of another shape: "
+                         f"{ckpt['model_config']} vs {asdict(gpt_cfg)}")
+    trained_with = ckpt.get("tokenizer_sha256")  # absent in checkpoints from before it was kept
+    if trained_with is not None and trained_with != info.tokenizer_sha256:
+        raise ValueError(f"{path} was trained with another tokenizer (token ids would mean "
+                         f"different things): checkpoint tokenizer_sha256 {trained_with}, "
+                         f"dataset tokenizer_sha256 {info.tokenizer_sha256}")
+    return ckpt
 
 
 def generate_sample(model: GPT, tokens_dir: str, eot_id: int, cfg: TrainConfig,
@@ -102,20 +128,23 @@ def _train(tokens_dir, out_dir, cfg, init_from, log, distributed, device, backen
                         n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
                         dropout=cfg.dropout)
     model = GPT(gpt_cfg)
+    start = 0  # global samples consumed before this run
     if init_from:
-        ckpt = torch.load(init_from, map_location="cpu", weights_only=False)
-        if ckpt["model_config"] != asdict(gpt_cfg) | {"dropout": ckpt["model_config"]["dropout"]}:
-            raise ValueError(f"{init_from} holds a model of another shape: "
-                             f"{ckpt['model_config']} vs {asdict(gpt_cfg)}")
+        ckpt = load_checkpoint(init_from, gpt_cfg, data.info)
         model.load_state_dict(ckpt["model"])
+        if ckpt.get("dataset_manifest_sha256") == data.info.dataset_manifest_sha256:
+            start = ckpt.get("loader", {}).get("samples_consumed", 0)  # same data: read on
     model.to(device)
     optimizer = model.configure_optimizer(cfg.weight_decay, cfg.learning_rate)
     ddp = DistributedDataParallel(model) if distributed else model
-    batch_gen = torch.Generator().manual_seed(cfg.seed + 1000 * rank + 1)
-    eval_gen = lambda: torch.Generator().manual_seed(cfg.seed + 7 * rank + 99)  # noqa: E731
+    loader = TokenLoader(data, "train", cfg.batch_size, cfg.block_size, cfg.seed, rank, world,
+                         device, samples_consumed=start)
+    eval_loaders = {split: TokenLoader(data, split, cfg.batch_size, cfg.block_size, EVAL_SEED,
+                                       rank, world, device, prefetch=False)
+                    for split in ("train", "val")}
 
     def evaluate(split):
-        return estimate_loss(model, data, split, cfg, device, eval_gen(), distributed)
+        return estimate_loss(model, eval_loaders[split], cfg.eval_batches, distributed)
 
     initial = {"train": evaluate("train"), "val": evaluate("val")}
     if rank == 0:
@@ -125,8 +154,8 @@ def _train(tokens_dir, out_dir, cfg, init_from, log, distributed, device, backen
         lr = learning_rate(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        x, y = data.get_batch("train", cfg.batch_size, cfg.block_size, batch_gen)
-        _, loss = ddp(x.to(device), y.to(device))
+        x, y = loader.next_batch()
+        _, loss = ddp(x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -138,6 +167,7 @@ def _train(tokens_dir, out_dir, cfg, init_from, log, distributed, device, backen
             if rank == 0:
                 log(f"step {done}/{cfg.steps} loss {loss.item():.4f} val loss {val:.4f} "
                     f"lr {lr:.2e}")
+    loader.close()
     final = {"train": evaluate("train"), "val": evaluate("val")}
     result = {
         "initial_train_loss": initial["train"], "initial_val_loss": initial["val"],
@@ -146,6 +176,7 @@ def _train(tokens_dir, out_dir, cfg, init_from, log, distributed, device, backen
         "device": device.split(":")[0], "backend": backend,
         "tokens_seen": cfg.steps * cfg.batch_size * cfg.block_size * world,
         "num_params": model.num_params(), "init_from": init_from,
+        "samples_consumed": loader.samples_consumed,
     }
     if rank == 0:
         log(f"step {cfg.steps}/{cfg.steps} train loss {final['train']:.4f} "
@@ -155,7 +186,10 @@ def _train(tokens_dir, out_dir, cfg, init_from, log, distributed, device, backen
         os.makedirs(out_dir, exist_ok=True)
         torch.save({"model": model.state_dict(), "model_config": asdict(gpt_cfg),
                     "train_config": asdict(cfg), "step": cfg.steps,
-                    "optimizer": optimizer.state_dict()}, os.path.join(out_dir, "ckpt.pt"))
+                    "optimizer": optimizer.state_dict(), "loader": loader.state_dict(),
+                    "tokenizer_sha256": data.info.tokenizer_sha256,
+                    "dataset_manifest_sha256": data.info.dataset_manifest_sha256},
+                   os.path.join(out_dir, "ckpt.pt"))
         with open(os.path.join(out_dir, "result.json"), "w") as f:
             json.dump(result, f, indent=2)
     return result
