@@ -13,8 +13,10 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 
+from fsspec.implementations.local import LocalFileSystem
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from pipelines.stage import sha256_file
 from schemas.tokens import EOT_TOKEN
 
 
@@ -51,11 +53,7 @@ def train_tokenizer(texts, vocab_size: int, min_frequency: int = 2,
 
 
 def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(LocalFileSystem(), path)
 
 
 def supplied_files(path: str) -> list[str]:

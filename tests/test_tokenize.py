@@ -277,3 +277,34 @@ def test_supplied_tokenizer_errors_are_clear(tmp_path):
     (tmp_path / "v" / "vocab.json").write_text(json.dumps({"a": 0}))
     with pytest.raises(TokenizerError, match="merges.txt"):
         load_tokenizer(str(tmp_path / "v"))
+
+
+def test_a_shard_is_whole_or_absent(tmp_path):
+    """Runs merge into a temporary file renamed at the end: a broken run leaves no shard, and a
+    retried shard whose runs are gone finds the finished one."""
+    from pipelines.token_pack import RunBuffer, write_shard
+
+    dtype = np.dtype("<u2")
+    rng = np.random.default_rng(0)
+    buffer = RunBuffer(str(tmp_path / "runs"), limit=1000)
+    runs = []
+    for i in range(60):
+        tokens = rng.integers(1, 1000, size=int(rng.integers(5, 80)), dtype=np.uint16)
+        runs += buffer.add(("train", 0), (int(rng.integers(2**63)), i, 0), tokens)
+    runs += buffer.flush()
+    pieces = [(r[1][0], r[1][1]) for r in runs]
+    assert len(pieces) > 3
+    data = tmp_path / "data"
+    data.mkdir()
+    bin_url, idx_url = str(data / "train-00000.bin"), str(data / "train-00000.idx")
+    broken = pieces[1][0]
+    whole = open(broken, "rb").read()
+    open(broken, "wb").write(whole[:-3])
+    with pytest.raises(IOError, match="ends early"):
+        write_shard(pieces, bin_url, idx_url, dtype, 1 << 16)
+    assert not (data / "train-00000.bin").exists() and not (data / "train-00000.idx").exists()
+    open(broken, "wb").write(whole)
+    docs, tokens = write_shard(pieces, bin_url, idx_url, dtype, 1 << 16)
+    assert docs == 60 and tokens * 2 == (data / "train-00000.bin").stat().st_size
+    assert not any(p.suffix in (".tok", ".npz") for p in (tmp_path / "runs").rglob("*"))
+    assert write_shard(pieces, bin_url, idx_url, dtype, 1 << 16) == (docs, tokens)
