@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import asdict, fields
@@ -184,6 +185,8 @@ def _train(tokens_dir, out_dir, cfg, init_from, log, distributed, device, backen
         result["sample_text"] = generate_sample(model, tokens_dir, data.info.eot_id, cfg, device)
         result["seconds"] = round(time.time() - started, 2)
         os.makedirs(out_dir, exist_ok=True)
+        shutil.copyfile(os.path.join(tokens_dir, data.info.tokenizer_file),  # for generate/export
+                        os.path.join(out_dir, "tokenizer.json"))
         torch.save({"model": model.state_dict(), "model_config": asdict(gpt_cfg),
                     "train_config": asdict(cfg), "step": cfg.steps,
                     "optimizer": optimizer.state_dict(), "loader": loader.state_dict(),
