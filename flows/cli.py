@@ -1,4 +1,4 @@
-"""The `corpus` command: `demo`, `build`, `train` and `why`.
+"""The `corpus` command: `demo`, `build`, `train`, `why`, `generate` and `export`.
 
 Errors a user can fix (a missing or unreadable input, an output folder that holds another dataset
 or is in use, an unknown language code, a bad number) are one line on stderr and exit status 2,
@@ -14,7 +14,8 @@ import os
 import sys
 
 from flows.dataset_root import DatasetRoot, RootError, inside, is_url, normalize_root
-from schemas.config import (KEEP_POLICIES, VERIFY_MODES, DedupConfig, EngineConfig,
+from schemas.config import (DTYPES, KEEP_POLICIES, MODEL_PRESETS, PARALLEL_MODES, SWITCHES,
+                            VERIFY_MODES, DedupConfig, EngineConfig,
                             ExtractConfig, LangIdConfig, PipelineConfig, ReadConfig, TokenizeConfig,
                             TrainConfig)
 
@@ -277,9 +278,7 @@ def build_config(args) -> PipelineConfig:
         data["filter"]["pii"] = {"enabled": False}
     if getattr(args, "partition_by_lang", False):
         data["shard"] = {"partition_by_lang": True}
-    for name in ("steps", "nproc", "block_size"):
-        if getattr(args, name, None) is not None:
-            data["train"][name] = getattr(args, name)
+    data["train"] = train_settings(args)
     data["dedup"] = dedup_settings(args)
     data["tokenize"] = tokenize_settings(args)
     try:
@@ -405,13 +404,24 @@ def cmd_train(args) -> int:
         raise UserError("train reads token shards with numpy.memmap: give a local --dataset")
     if not os.path.isdir(dataset):
         raise UserError(f"dataset folder not found: {args.dataset}")
-    if args.init_from and not os.path.isfile(args.init_from):
+    if args.init_from and not os.path.exists(args.init_from):
         raise UserError(f"checkpoint not found: {args.init_from}")
+    if args.init_from and args.resume:
+        raise UserError("--resume continues this run's own checkpoints: drop --init-from")
+    nodes = None
+    if args.nnodes > 1:
+        from trainer.launch import rendezvous_args
+
+        if not 0 <= args.node_rank < args.nnodes:
+            raise UserError(f"--node-rank must be within 0..{args.nnodes - 1}")
+        if not args.rdzv_endpoint:
+            raise UserError("--nnodes above 1 needs --rdzv-endpoint HOST:PORT (node 0's)")
+        nodes = rendezvous_args(args.nnodes, args.node_rank, args.rdzv_endpoint)
     root = DatasetRoot(args.out or dataset)
     try:
         with root.lock("corpus train"):
             result = train_dataset(dataset, build_config(args), out=args.out,
-                                   init_from=args.init_from)
+                                   init_from=args.init_from, resume=args.resume, nodes=nodes)
     except StageNotFinished:
         raise UserError(f"{args.dataset} has no finished token shards (tokenize stage); run "
                         f"`corpus build` first") from None
@@ -467,7 +477,43 @@ def add_train_args(p):
     p.add_argument("--nproc", type=positive_int,
                    help=f"training processes (default {TrainConfig.nproc}; on GPUs, one per GPU)")
     p.add_argument("--block-size", type=positive_int,
-                   help=f"context length in tokens (default {TrainConfig.block_size})")
+                   help=f"context length in tokens (default {TrainConfig.block_size}, or the "
+                   f"preset's)")
+    p.add_argument("--preset", choices=sorted(MODEL_PRESETS),
+                   help="model shape: tiny (the default, for a CPU), gpt2 (124M), gpt2-medium "
+                   "(350M), gpt2-large (774M); --block-size and the other options still apply")
+    p.add_argument("--batch-size", type=positive_int,
+                   help=f"sequences per process per micro-step (default {TrainConfig.batch_size})")
+    p.add_argument("--global-batch-tokens", type=positive_int, metavar="N",
+                   help="tokens per optimizer step over all processes; gradients are "
+                   "accumulated over micro-steps to reach it (default: one micro-step)")
+    p.add_argument("--parallel", choices=PARALLEL_MODES,
+                   help="ddp (default) or fsdp (FSDP2: parameters sharded per block)")
+    p.add_argument("--dtype", choices=DTYPES,
+                   help="auto (default): bf16 autocast on CUDA (fp16 + scaler without bf16), "
+                   "float32 on CPU")
+    p.add_argument("--compile", choices=SWITCHES,
+                   help="torch.compile: auto (default) = on CUDA only")
+    p.add_argument("--checkpoint-interval", type=positive_int, metavar="STEPS",
+                   help="write a checkpoint every STEPS steps (default: at the end and on "
+                   "SIGTERM only)")
+    p.add_argument("--eval-interval", type=positive_int, metavar="STEPS",
+                   help=f"validation loss every STEPS steps (default {TrainConfig.eval_interval})")
+
+
+TRAIN_OPTIONS = ("steps", "nproc", "block_size", "batch_size", "global_batch_tokens", "parallel",
+                 "dtype", "compile", "checkpoint_interval", "eval_interval")
+
+
+def train_settings(args) -> dict:
+    """The train section of the config: a preset's shape, then the options given."""
+    data: dict = {}
+    if getattr(args, "preset", None):
+        data.update(MODEL_PRESETS[args.preset], preset=args.preset)
+    for name in TRAIN_OPTIONS:
+        if getattr(args, name, None) is not None:
+            data[name] = getattr(args, name)
+    return data
 
 
 def common_args(p, func, output: bool) -> None:
@@ -615,7 +661,18 @@ def parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a GPT on a finished dataset's token shards")
     train.add_argument("--dataset", required=True, help="dataset folder made by build or demo")
     train.add_argument("--out", help="where the train/ folder goes (default: the dataset)")
-    train.add_argument("--init-from", help="checkpoint (ckpt.pt) to fine-tune from")
+    train.add_argument("--init-from", help="checkpoint to fine-tune from: a ckpt.pt, or a "
+                       "folder made by `corpus export` (a Hugging Face GPT-2 folder)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue an interrupted (or finished) run from the newest complete "
+                       "checkpoint in its train/checkpoints/, exactly where it stopped")
+    train.add_argument("--nnodes", type=positive_int, default=1,
+                       help="machines taking part (default 1); run the same command on each")
+    train.add_argument("--node-rank", type=int, default=0,
+                       help="this machine's number, 0 .. nnodes-1 (with --nnodes)")
+    train.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                       help="where the machines meet: node 0's address and a free port "
+                       "(torchrun's c10d rendezvous; with --nnodes)")
     common_args(train, cmd_train, output=False)
 
     why = sub.add_parser("why", help="say where a URL went: kept (in which corpus file) or the "
@@ -624,6 +681,9 @@ def parser() -> argparse.ArgumentParser:
     why.add_argument("--dataset", required=True, help="dataset folder (local or fsspec URL)")
     why.add_argument("--json", action="store_true", help="print the answer as JSON")
     why.set_defaults(func=cmd_why)
+
+    from flows.model_cli import add_model_commands
+    add_model_commands(sub)
     return p
 
 

@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 
 from pipelines import jobs
 from pipelines.scrape import discover_urls
-from pipelines.stage import StageDir, StageResult, sha256_json
+from pipelines.stage import MARKER, StageDir, StageResult, sha256_json
 from schemas.config import PipelineConfig
 
 TRAIN_STAGE = "train"
@@ -89,11 +89,13 @@ def tokenize_task(root: str, config: PipelineConfig) -> dict:
 
 
 def train_dataset(root: str, config: PipelineConfig, out: str | None = None,
-                  init_from: str | None = None, log=print) -> dict:
+                  init_from: str | None = None, log=print, resume: bool = False,
+                  nodes: list[str] | None = None) -> dict:
     """Train on a finished dataset's token shards; the train folder follows the stage contract:
     `result.json`, `ckpt.pt`, `manifest.json` and the marker last; a finished identical run is
-    not repeated."""
-    from trainer.launch import launch_training
+    not repeated. Its `checkpoints/` survive an interrupted run: `resume` continues from the
+    newest complete one, and without it a folder holding them is refused, not wiped."""
+    from trainer.launch import TrainingStopped, launch_training
 
     tokens = jobs.finished(root, "tokenize")
     check_trainable(tokens.path, config)
@@ -101,12 +103,27 @@ def train_dataset(root: str, config: PipelineConfig, out: str | None = None,
     fingerprint = sha256_json({"tokens": tokens.manifest_sha256(),
                                "train": config.train.__dict__, "init_from": init_from})
     done = stage.manifest()
-    if done is not None and done.get("fingerprint") == fingerprint:
+    if done is not None and done.get("fingerprint") == fingerprint and not resume:
         log(f"train: already finished in {stage.path}, skipped")
         return {**done["result"], "output": stage.path, "skipped": True}
-    stage.reset()
-    result = launch_training(tokens.path, stage.path, config.train, init_from=init_from,
-                             stream=log)
+    checkpoints = stage.files("checkpoints", "meta.json")
+    if resume and not checkpoints:
+        raise DatasetError(f"--resume: {stage.path} holds no checkpoint to continue from")
+    if not resume and checkpoints and done is None:
+        raise DatasetError(f"{stage.path} holds the checkpoints of an unfinished training run: "
+                           f"add --resume to continue it, or remove that folder to start over")
+    if resume:
+        for name in (MARKER, "manifest.json"):  # the run changes: it is not finished any more
+            if stage.fs.exists(stage.local(name)):
+                stage.fs.rm(stage.local(name))
+    else:
+        stage.reset()
+    try:
+        result = launch_training(tokens.path, stage.path, config.train, init_from=init_from,
+                                 stream=log, resume=resume, nodes=nodes)
+    except TrainingStopped as err:
+        raise DatasetError(f"training stopped by SIGTERM ({err}); the same command with "
+                           f"--resume continues it") from None
     stage.finish({"stage": TRAIN_STAGE, "fingerprint": fingerprint,
                   "inputs": [{"path": tokens.url("manifest.json"),
                               "sha256": tokens.manifest_sha256()}],

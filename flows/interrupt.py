@@ -18,7 +18,8 @@ import time
 from flows.dataset_root import release_held_locks
 
 MESSAGE = ("corpus: interrupted: stopped its workers and released the output folder; finished "
-           "stages are kept, and the same command again redoes only the unfinished ones")
+           "stages are kept, and the same command again redoes only the unfinished ones (an "
+           "interrupted training keeps a checkpoint: add --resume to continue it)")
 
 
 def descendants(pid: int) -> list[int]:
@@ -46,9 +47,23 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+TRAINER_GRACE_S = 120.0  # a trainer writes a checkpoint on SIGTERM: give it time
+
+
+def _is_trainer(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"trainer.train" in f.read()
+    except OSError:
+        return False
+
+
 def stop_process_tree(grace_s: float = 2.0) -> None:
-    """SIGTERM to every descendant, then SIGKILL to what is still there after `grace_s`."""
+    """SIGTERM to every descendant, then SIGKILL to what is still there after `grace_s`
+    (`TRAINER_GRACE_S` when a trainer is among them: it finishes its step and checkpoints)."""
     tree = descendants(os.getpid())
+    if any(_is_trainer(pid) for pid in tree):
+        grace_s = max(grace_s, TRAINER_GRACE_S)
     for pid in tree:
         try:
             os.kill(pid, signal.SIGTERM)

@@ -210,27 +210,82 @@ class TokenizeConfig:
             raise ValueError("tokenize eot_token must not be empty")
 
 
+# Named model shapes; any other size is the same fields set directly.
+MODEL_PRESETS = {
+    "tiny": {"n_layer": 2, "n_head": 4, "n_embd": 64, "block_size": 64},  # the demo, on CPU
+    "gpt2": {"n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": 1024},  # 124M
+    "gpt2-medium": {"n_layer": 24, "n_head": 16, "n_embd": 1024, "block_size": 1024},  # 350M
+    "gpt2-large": {"n_layer": 36, "n_head": 20, "n_embd": 1280, "block_size": 1024},  # 774M
+}
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+PARALLEL_MODES = ("ddp", "fsdp")
+SWITCHES = ("auto", "on", "off")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 300
-    batch_size: int = 16  # sequences per process per step
+    batch_size: int = 16  # sequences per process per micro-step
     block_size: int = 64
     n_layer: int = 2
     n_head: int = 4
     n_embd: int = 64
+    preset: str = ""  # the MODEL_PRESETS name the shape came from ("" = set by hand)
     dropout: float = 0.1
     learning_rate: float = 3e-3
     min_learning_rate: float = 3e-4
     warmup_steps: int = 20
     weight_decay: float = 0.1
     grad_clip: float = 1.0
+    # tokens per optimizer step over all processes; 0 = batch_size x block_size x processes.
+    # Larger: gradients are accumulated over micro-steps (it must divide evenly).
+    global_batch_tokens: int = 0
     eval_interval: int = 100
     eval_batches: int = 10
+    log_interval: int = 10  # steps between metrics lines (metrics.jsonl) and progress lines
+    checkpoint_interval: int = 0  # steps between checkpoints; 0 = at the end (and on SIGTERM)
+    keep_checkpoints: int = 2
     seed: int = 1337
     nproc: int = 2
     device: str = "auto"  # auto = cuda (NCCL) when GPUs are present, else cpu (gloo)
+    parallel: str = "ddp"  # ddp, or fsdp (FSDP2: fully_shard per block, then the root)
+    dtype: str = "auto"  # auto = bfloat16 autocast on CUDA (float16 + scaler without bf16), else float32
+    compile: str = "auto"  # auto = torch.compile on CUDA, not on CPU
     sample_tokens: int = 60
     sample_prompt: str = ""
+
+    def __post_init__(self):
+        if self.preset and self.preset not in MODEL_PRESETS:
+            raise ValueError(f"unknown model preset {self.preset!r}; presets: "
+                             f"{', '.join(MODEL_PRESETS)}")
+        for name, allowed in (("dtype", DTYPES), ("parallel", PARALLEL_MODES),
+                              ("compile", SWITCHES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"train {name} must be one of {', '.join(allowed)}, got "
+                                 f"{getattr(self, name)!r}")
+        for name in ("steps", "batch_size", "block_size", "n_layer", "n_head", "n_embd",
+                     "log_interval", "keep_checkpoints", "nproc", "eval_interval",
+                     "eval_batches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train {name} must be at least 1, got {getattr(self, name)}")
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "TrainConfig":
+        """A preset's shape, then `overrides` (any field, the shape included)."""
+        if name not in MODEL_PRESETS:
+            raise ValueError(f"unknown model preset {name!r}; presets: "
+                             f"{', '.join(MODEL_PRESETS)}")
+        return cls(**{**MODEL_PRESETS[name], "preset": name, **overrides})
+
+    def micro_steps(self, world: int) -> int:
+        """Micro-steps per optimizer step that give `global_batch_tokens` on `world` processes."""
+        per_step = self.batch_size * self.block_size * world
+        if not self.global_batch_tokens:
+            return 1
+        if self.global_batch_tokens % per_step:
+            raise ValueError(f"global_batch_tokens {self.global_batch_tokens:,} is not a multiple "
+                             f"of batch_size x block_size x processes = {per_step:,}")
+        return self.global_batch_tokens // per_step
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from tests.conftest import shared
 from trainer.data import TokenLoader, TokenShards
 from trainer.launch import launch_training
 from trainer.model import GPT, GPTConfig
-from trainer.train import load_checkpoint, train
+from trainer.train import load_init_checkpoint, train
 
 TINY = TrainConfig(steps=150, batch_size=8, block_size=32, n_layer=2, n_head=2, n_embd=32,
                    eval_interval=50, eval_batches=4, nproc=2, sample_tokens=20,
@@ -112,10 +112,10 @@ def test_a_checkpoint_of_another_tokenizer_is_refused(tokens, tmp_path, monkeypa
     state = {"model": GPT(cfg).state_dict(), "model_config": asdict(cfg)}
     path = tmp_path / "ckpt.pt"
     torch.save(state, path)
-    assert load_checkpoint(str(path), cfg, info)["model_config"] == asdict(cfg)  # no hash: kept
+    assert load_init_checkpoint(str(path), cfg, info)["model_config"] == asdict(cfg)  # no hash: kept
     torch.save({**state, "tokenizer_sha256": "ab" * 32}, path)
     with pytest.raises(ValueError, match="another tokenizer") as err:
-        load_checkpoint(str(path), cfg, info)
+        load_init_checkpoint(str(path), cfg, info)
     assert "ab" * 32 in str(err.value)
     assert f"dataset tokenizer_sha256 {info.tokenizer_sha256}" in str(err.value)
     monkeypatch.delenv("RANK", raising=False)  # one process, no torchrun: fails before training

@@ -21,22 +21,42 @@ def default_nproc(config: TrainConfig) -> int:
     return torch.cuda.device_count() if wants_cuda else config.nproc
 
 
+class TrainingStopped(RuntimeError):
+    """The trainer was stopped by SIGTERM after writing a checkpoint; `resume=True` continues."""
+
+
+def rendezvous_args(nnodes: int = 1, node_rank: int = 0, endpoint: str | None = None,
+                    run_id: str = "corpus-train") -> list[str]:
+    """torchrun's arguments for one node (standalone) or several (c10d rendezvous at
+    `endpoint`, host:port of node 0, the same on every node)."""
+    if nnodes == 1:
+        return ["--standalone", "--nnodes=1"]
+    if not endpoint:
+        raise ValueError("training on several nodes needs a rendezvous endpoint (host:port)")
+    return [f"--nnodes={nnodes}", f"--node-rank={node_rank}", "--rdzv-backend=c10d",
+            f"--rdzv-endpoint={endpoint}", f"--rdzv-id={run_id}"]
+
+
 def launch_training(tokens_dir: str, out_dir: str, config: TrainConfig,
                     nproc: int | None = None, init_from: str | None = None,
-                    stream=None) -> dict:
-    """Run the trainer in `nproc` processes; return its result.json. Output lines go to
-    `stream` (default print); a failure raises RuntimeError with the last 60 lines."""
+                    stream=None, resume: bool = False, nodes: list[str] | None = None) -> dict:
+    """Run the trainer in `nproc` processes per node; return its result.json. Output lines go to
+    `stream` (default print); a failure raises RuntimeError with the last 60 lines, a stop by
+    SIGTERM (checkpoint written) TrainingStopped. `nodes`: torchrun's rendezvous arguments
+    (`rendezvous_args`), default one node."""
     stream = stream or print
     n = nproc or default_nproc(config)
     os.makedirs(out_dir, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(asdict(replace(config, nproc=n)), f)
         config_file = f.name
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
+    cmd = [sys.executable, "-m", "torch.distributed.run", *(nodes or rendezvous_args()),
            f"--nproc-per-node={n}", "-m", "trainer.train", "--tokens", tokens_dir,
            "--out", out_dir, "--config-json", config_file]
     if init_from:
         cmd += ["--init-from", init_from]
+    if resume:
+        cmd += ["--resume"]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     tail: collections.deque = collections.deque(maxlen=60)
     try:
@@ -49,6 +69,8 @@ def launch_training(tokens_dir: str, out_dir: str, config: TrainConfig,
             code = proc.wait()
     finally:
         os.unlink(config_file)
+    if any("stopped by SIGTERM" in line for line in tail):
+        raise TrainingStopped("\n".join(line for line in tail if "stopped by SIGTERM" in line))
     if code != 0:
         raise RuntimeError(f"training failed (exit {code}):\n" + "\n".join(tail))
     with open(os.path.join(out_dir, "result.json")) as f:

@@ -1,45 +1,53 @@
 """Train a GPT on packed token shards; run it under torchrun.
 
     python -m torch.distributed.run --standalone --nproc-per-node 2 -m trainer.train \
-        --tokens DATASET/tokenize --out OUT [--steps N ...] [--init-from ckpt.pt]
+        --tokens DATASET/tokenize --out OUT [--steps N ...] [--init-from ckpt.pt] [--resume]
 
-With torchrun's environment it joins a process group (NCCL on CUDA, gloo on CPU) and wraps the
-model in DistributedDataParallel; alone it trains in one process. Rank 0 writes `ckpt.pt` (model,
-optimizer, the loader's `samples_consumed`, the tokenizer's hash) and `result.json` (losses before
-and after, validation perplexity, a generated sample, samples consumed).
+With torchrun's environment it joins a process group (NCCL on CUDA, gloo on CPU); alone it trains
+in one process. The plain model is parallelised from outside (`trainer.parallel`: DDP or FSDP2,
+optionally compiled). On CUDA it trains in bf16 autocast (fp16 with a gradient scaler where bf16
+is missing) with TF32 matmuls and fused AdamW; on CPU in float32.
 
 Training batches come from `trainer.data.TokenLoader`, whose order depends only on the seed and
-the number of samples consumed. `--init-from` refuses a checkpoint of another tokenizer; when the
-checkpoint was trained on the same token data (same dataset manifest hash) the loader carries on
-from its `samples_consumed`, so continued training reads the samples that come next instead of
-repeating the first ones.
-"""
+the number of samples consumed. Checkpoints (`trainer.checkpoint`, torch.distributed.checkpoint)
+hold the model, the optimizer, the step, the samples consumed, every rank's RNG states, the
+config and the dataset's hash; they are written every `checkpoint_interval` steps, at the end and
+when SIGTERM arrives, and `--resume` continues from the newest complete one exactly: the same
+losses as a run that was never stopped. Rank 0 writes `metrics.jsonl` (one JSON object per logged
+step or evaluation), and at the end `ckpt.pt` (the full model, for generate/export/fine-tuning),
+`tokenizer.json` and `result.json`.
 
+`--init-from` starts from a `ckpt.pt` (or an exported Hugging Face GPT-2 folder) and refuses one
+of another tokenizer; on the same token data the loader carries on from its samples consumed.
+"""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import shutil
+import signal
 import sys
 import time
 from dataclasses import asdict, fields
 
 import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
 
-from schemas.config import TrainConfig
+from schemas.config import MODEL_PRESETS, TrainConfig
 from schemas.tokens import TokenShardsInfo
+from trainer.checkpoint import (latest_checkpoint, load_checkpoint, read_meta, restore_rng,
+                                save_checkpoint)
 from trainer.data import TokenLoader, TokenShards
+from trainer.generate import resolve_device
+from trainer.hf import read_checkpoint
+from trainer.metrics import RunLog, flops_per_token, peak_flops
 from trainer.model import GPT, GPTConfig
+from trainer.parallel import clip_grad_norm, full_state_dict, gradient_sync, parallelize
 
-
-def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
+CHECKPOINTS = "checkpoints"
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
@@ -72,9 +80,10 @@ def estimate_loss(model, loader: TokenLoader, batches: int, distributed: bool) -
     return float(mean)
 
 
-def load_checkpoint(path: str, gpt_cfg: GPTConfig, info: TokenShardsInfo) -> dict:
-    """Read a checkpoint to start from; refuse one of another model shape or tokenizer."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+def load_init_checkpoint(path: str, gpt_cfg: GPTConfig, info: TokenShardsInfo) -> dict:
+    """Read a checkpoint to start from (a ckpt.pt, or a folder `corpus export` wrote); refuse one
+    of another model shape or tokenizer."""
+    ckpt = read_checkpoint(path)
     if ckpt["model_config"] != asdict(gpt_cfg) | {"dropout": ckpt["model_config"]["dropout"]}:
         raise ValueError(f"{path} holds a model of another shape: "
                          f"{ckpt['model_config']} vs {asdict(gpt_cfg)}")
@@ -98,98 +107,232 @@ def generate_sample(model: GPT, tokens_dir: str, eot_id: int, cfg: TrainConfig,
     return tokenizer.decode(out[0].tolist(), skip_special_tokens=True)
 
 
+class Stopped(Exception):
+    """SIGTERM arrived; a checkpoint was written and the run can be resumed."""
+
+
+class _Runtime:
+    """Where this process trains: its rank, world, device and process group."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.distributed = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+        self.device = resolve_device(cfg.device)
+        self.backend = "nccl" if self.device == "cuda" else "gloo"
+        self.rank, self.world = 0, 1
+        if self.distributed:
+            dist.init_process_group(backend=self.backend)
+            self.rank, self.world = dist.get_rank(), dist.get_world_size()
+            if self.device == "cuda":
+                local = int(os.environ.get("LOCAL_RANK", 0))
+                torch.cuda.set_device(local)
+                self.device = f"cuda:{local}"
+        else:
+            self.backend = "none"
+
+    @property
+    def mode(self) -> str:
+        return "none" if not self.distributed else "ddp"
+
+    def agree(self, flag: bool) -> bool:
+        """True on every rank when it is True on any (a SIGTERM seen by one rank stops all)."""
+        if not self.distributed:
+            return flag
+        value = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
+
+    def mean(self, value: float) -> float:
+        if not self.distributed:
+            return value
+        t = torch.tensor([value], device=self.device, dtype=torch.float64)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return float(t.item()) / self.world
+
+
+def precision(cfg: TrainConfig, device: str):
+    """(autocast dtype or None, gradient scaler or None, dtype name) for this device."""
+    name = cfg.dtype
+    if name == "auto":
+        if device.startswith("cuda"):
+            name = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        else:
+            name = "float32"
+    if name == "float32":
+        return None, None, name
+    dtype = torch.bfloat16 if name == "bfloat16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if name == "float16" and device.startswith("cuda") \
+        else None
+    return dtype, scaler, name
+
+
 def train(tokens_dir: str, out_dir: str, cfg: TrainConfig, init_from: str | None = None,
-          log=print) -> dict:
-    distributed = "RANK" in os.environ and "WORLD_SIZE" in os.environ
-    device = resolve_device(cfg.device)
-    backend = "nccl" if device == "cuda" else "gloo"
-    rank, world = 0, 1
-    if distributed:
-        dist.init_process_group(backend=backend)
-        rank, world = dist.get_rank(), dist.get_world_size()
-        if device == "cuda":
-            local = int(os.environ.get("LOCAL_RANK", 0))
-            torch.cuda.set_device(local)
-            device = f"cuda:{local}"
+          log=print, resume: bool = False) -> dict:
+    runtime = _Runtime(cfg)
     try:
-        return _train(tokens_dir, out_dir, cfg, init_from, log, distributed, device,
-                      backend if distributed else "none", rank, world)
+        return _train(tokens_dir, out_dir, cfg, init_from, log, runtime, resume)
     finally:
-        if distributed:
+        if runtime.distributed:
             dist.destroy_process_group()
 
 
-def _train(tokens_dir, out_dir, cfg, init_from, log, distributed, device, backend, rank, world):
+def _sigterm_flag() -> list:
+    """A flag set by SIGTERM (torchrun forwards it to every worker); the loop checks it after each
+    step, so a step is never cut in half."""
+    flag = [False]
+
+    def handler(signum, frame):
+        flag[0] = True
+
+    signal.signal(signal.SIGTERM, handler)
+    return flag
+
+
+def _train(tokens_dir, out_dir, cfg, init_from, log, rt: _Runtime, resume: bool):
     started = time.time()
+    rank0 = rt.rank == 0
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     data = TokenShards(tokens_dir)
     for split in ("train", "val"):
         data.check_split(split, cfg.block_size)
+    accum = cfg.micro_steps(rt.world)
     gpt_cfg = GPTConfig(vocab_size=data.info.vocab_size, block_size=cfg.block_size,
                         n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
                         dropout=cfg.dropout)
     model = GPT(gpt_cfg)
-    start = 0  # global samples consumed before this run
-    if init_from:
-        ckpt = load_checkpoint(init_from, gpt_cfg, data.info)
+    start_samples = 0
+    if init_from and not resume:
+        ckpt = load_init_checkpoint(init_from, gpt_cfg, data.info)
         model.load_state_dict(ckpt["model"])
         if ckpt.get("dataset_manifest_sha256") == data.info.dataset_manifest_sha256:
-            start = ckpt.get("loader", {}).get("samples_consumed", 0)  # same data: read on
-    model.to(device)
-    optimizer = model.configure_optimizer(cfg.weight_decay, cfg.learning_rate)
-    ddp = DistributedDataParallel(model) if distributed else model
-    loader = TokenLoader(data, "train", cfg.batch_size, cfg.block_size, cfg.seed, rank, world,
-                         device, samples_consumed=start)
+            start_samples = ckpt.get("loader", {}).get("samples_consumed", 0)  # same data
+    model.to(rt.device)
+    cuda = rt.device.startswith("cuda")
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    amp_dtype, scaler, dtype_name = precision(cfg, rt.device)
+    compiled = cfg.compile == "on" or (cfg.compile == "auto" and cuda)
+    mode = cfg.parallel if rt.world > 1 else "none"  # one process: nothing to synchronise
+    fwd = parallelize(model, mode, rt.device, param_dtype=amp_dtype if mode == "fsdp" else None,
+                      compile=compiled)
+    optimizer = model.configure_optimizer(cfg.weight_decay, cfg.learning_rate, fused=cuda)
+    loader = TokenLoader(data, "train", cfg.batch_size, cfg.block_size, cfg.seed, rt.rank,
+                         rt.world, rt.device, samples_consumed=start_samples)
     eval_loaders = {split: TokenLoader(data, split, cfg.batch_size, cfg.block_size, EVAL_SEED,
-                                       rank, world, device, prefetch=False)
+                                       rt.rank, rt.world, rt.device, prefetch=False)
                     for split in ("train", "val")}
+    ckpt_root = os.path.join(out_dir, CHECKPOINTS)
+    meta = {"train_config": asdict(cfg), "model_config": asdict(gpt_cfg),
+            "dataset_manifest_sha256": data.info.dataset_manifest_sha256,
+            "tokenizer_sha256": data.info.tokenizer_sha256,
+            "global_batch_samples": cfg.batch_size * rt.world * accum}
+    step = 0
+    if resume:
+        step = _resume(ckpt_root, model, optimizer, loader, scaler, meta, rt, log)
+    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype is not None \
+        else contextlib.nullcontext
 
     def evaluate(split):
-        return estimate_loss(model, eval_loaders[split], cfg.eval_batches, distributed)
+        with autocast():
+            return estimate_loss(fwd, eval_loaders[split], cfg.eval_batches, rt.distributed)
 
+    runlog = RunLog(out_dir, cfg.steps, log, enabled=rank0)
+    device_name, peak = peak_flops(rt.device)
+    per_token = flops_per_token(model.num_params(), cfg.n_layer, cfg.n_head, cfg.n_embd,
+                                cfg.block_size)
     initial = {"train": evaluate("train"), "val": evaluate("val")}
-    if rank == 0:
-        log(f"step 0/{cfg.steps} train loss {initial['train']:.4f} val loss {initial['val']:.4f}"
-            f" ({world} process(es), {device}, {model.num_params():,} parameters)")
-    for step in range(cfg.steps):
+    if rank0:
+        log(f"step {step}/{cfg.steps} train loss {initial['train']:.4f} val loss "
+            f"{initial['val']:.4f} ({rt.world} process(es), {rt.device}, {mode}, {dtype_name}"
+            f"{', compiled' if compiled else ''}, {accum} micro-step(s), "
+            f"{model.num_params():,} parameters)")
+    stop = _sigterm_flag()
+    tokens_per_step = cfg.batch_size * cfg.block_size * rt.world * accum
+    window_started, window_wait, window_steps = time.time(), 0.0, 0
+    while step < cfg.steps:
         lr = learning_rate(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        x, y = loader.next_batch()
-        _, loss = ddp(x, y)
+        loss_sum = torch.zeros((), device=rt.device)
+        for micro in range(accum):
+            waited = time.time()
+            x, y = loader.next_batch()
+            window_wait += time.time() - waited
+            with gradient_sync(fwd, mode, last=micro == accum - 1), autocast():
+                _, loss = fwd(x, y)
+                loss = loss / accum
+            (scaler.scale(loss) if scaler else loss).backward()
+            loss_sum += loss.detach()
+        if scaler:
+            scaler.unscale_(optimizer)
+        grad_norm = clip_grad_norm(model, cfg.grad_clip or float("inf"))
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        done = step + 1
-        if done % cfg.eval_interval == 0 and done < cfg.steps:
+        step += 1
+        window_steps += 1
+        if step % cfg.log_interval == 0 or step == cfg.steps:
+            seconds = time.time() - window_started
+            tokens_per_s = window_steps * tokens_per_step / seconds
+            record = {"step": step, "loss": rt.mean(float(loss_sum)), "lr": lr,
+                      "grad_norm": grad_norm, "tokens_per_s": tokens_per_s,
+                      "mfu": tokens_per_s * per_token / (peak * rt.world) if peak else None,
+                      "data_wait_s": window_wait / window_steps, "elapsed_s": time.time() - started,
+                      "samples_consumed": loader.samples_consumed}
+            runlog.write(record)
+            runlog.progress(step, record)
+            window_started, window_wait, window_steps = time.time(), 0.0, 0
+        if step % cfg.eval_interval == 0 and step < cfg.steps:
             val = evaluate("val")
-            if rank == 0:
-                log(f"step {done}/{cfg.steps} loss {loss.item():.4f} val loss {val:.4f} "
-                    f"lr {lr:.2e}")
+            runlog.write({"step": step, "val_loss": val, "val_perplexity": math.exp(val)})
+            if rank0:
+                log(f"step {step}/{cfg.steps} val loss {val:.4f}")
+        stopping = rt.agree(stop[0])
+        if stopping or step == cfg.steps or (cfg.checkpoint_interval
+                                             and step % cfg.checkpoint_interval == 0):
+            path = save_checkpoint(ckpt_root, step, model, optimizer,
+                                   {**meta, "step": step, "samples_consumed":
+                                    loader.samples_consumed,
+                                    "scaler": scaler.state_dict() if scaler else None},
+                                   keep=cfg.keep_checkpoints)
+            if stopping:
+                loader.close()
+                if rank0:
+                    log(f"stopped by SIGTERM after step {step}/{cfg.steps}: checkpoint {path}; "
+                        f"--resume continues from it")
+                raise Stopped(path)
     loader.close()
     final = {"train": evaluate("train"), "val": evaluate("val")}
+    runlog.write({"step": step, "val_loss": final["val"], "val_perplexity": math.exp(final["val"]),
+                  "train_loss": final["train"]})
+    full = full_state_dict(model)  # every rank takes part; rank 0 gets the tensors
     result = {
         "initial_train_loss": initial["train"], "initial_val_loss": initial["val"],
         "final_train_loss": final["train"], "final_val_loss": final["val"],
-        "val_perplexity": math.exp(final["val"]), "steps": cfg.steps, "world_size": world,
-        "device": device.split(":")[0], "backend": backend,
-        "tokens_seen": cfg.steps * cfg.batch_size * cfg.block_size * world,
-        "num_params": model.num_params(), "init_from": init_from,
+        "val_perplexity": math.exp(final["val"]), "steps": cfg.steps, "world_size": rt.world,
+        "device": rt.device.split(":")[0], "device_name": device_name, "backend": rt.backend,
+        "parallel": mode, "dtype": dtype_name, "compiled": compiled, "micro_steps": accum,
+        "tokens_seen": cfg.steps * tokens_per_step,
+        "num_params": model.num_params(), "init_from": init_from, "resumed": resume,
         "samples_consumed": loader.samples_consumed,
     }
-    if rank == 0:
+    if rank0:
         log(f"step {cfg.steps}/{cfg.steps} train loss {final['train']:.4f} "
             f"val loss {final['val']:.4f}")
-        result["sample_text"] = generate_sample(model, tokens_dir, data.info.eot_id, cfg, device)
+        plain = GPT(gpt_cfg)
+        plain.load_state_dict(full)
+        plain.to(rt.device)
+        result["sample_text"] = generate_sample(plain.eval(), tokens_dir, data.info.eot_id, cfg,
+                                                rt.device)
         result["seconds"] = round(time.time() - started, 2)
         os.makedirs(out_dir, exist_ok=True)
         shutil.copyfile(os.path.join(tokens_dir, data.info.tokenizer_file),  # for generate/export
                         os.path.join(out_dir, "tokenizer.json"))
-        torch.save({"model": model.state_dict(), "model_config": asdict(gpt_cfg),
-                    "train_config": asdict(cfg), "step": cfg.steps,
-                    "optimizer": optimizer.state_dict(), "loader": loader.state_dict(),
+        torch.save({"model": full, "model_config": asdict(gpt_cfg), "train_config": asdict(cfg),
+                    "step": cfg.steps, "loader": loader.state_dict(),
                     "tokenizer_sha256": data.info.tokenizer_sha256,
                     "dataset_manifest_sha256": data.info.dataset_manifest_sha256},
                    os.path.join(out_dir, "ckpt.pt"))
@@ -198,11 +341,36 @@ def _train(tokens_dir, out_dir, cfg, init_from, log, distributed, device, backen
     return result
 
 
+def _resume(ckpt_root, model, optimizer, loader, scaler, meta, rt: _Runtime, log) -> int:
+    """Load the newest complete checkpoint; return its step. It must be of this model, this
+    dataset and this global batch (the order of samples depends on it)."""
+    path = latest_checkpoint(ckpt_root, log=log if rt.rank == 0 else (lambda _: None))
+    if path is None:
+        raise ValueError(f"--resume: no complete checkpoint under {ckpt_root}")
+    saved = read_meta(path)
+    for key in ("model_config", "dataset_manifest_sha256", "global_batch_samples"):
+        if saved.get(key) != meta[key]:
+            raise ValueError(f"--resume: {path} has another {key} ({saved.get(key)} vs "
+                             f"{meta[key]}); it cannot continue this run")
+    load_checkpoint(path, model, optimizer)
+    restore_rng(path, rt.rank)
+    loader.load_state_dict({"samples_consumed": saved["samples_consumed"]})
+    if scaler is not None and saved.get("scaler"):
+        scaler.load_state_dict(saved["scaler"])
+    if rt.rank == 0:
+        log(f"resuming from {path}: step {saved['step']}, {saved['samples_consumed']:,} samples "
+            f"consumed")
+    return int(saved["step"])
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train a GPT on packed token shards (under torchrun).")
     p.add_argument("--tokens", required=True, help="token folder (the dataset's tokenize/)")
-    p.add_argument("--out", required=True, help="folder for ckpt.pt and result.json")
-    p.add_argument("--init-from", help="checkpoint to fine-tune from (same model shape)")
+    p.add_argument("--out", required=True, help="folder for checkpoints, ckpt.pt, result.json")
+    p.add_argument("--init-from", help="ckpt.pt or exported Hugging Face GPT-2 folder to "
+                   "fine-tune from (same model shape)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest complete checkpoint under OUT/checkpoints")
     p.add_argument("--config-json", help="a JSON file of TrainConfig fields")
     for f in fields(TrainConfig):
         p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None,
@@ -215,23 +383,29 @@ def config_from_args(args) -> TrainConfig:
     if args.config_json:
         with open(args.config_json) as fh:
             values.update(json.load(fh))
+    if args.preset:  # a preset's shape, then whatever else the command line sets
+        values.update(MODEL_PRESETS.get(args.preset, {}))
     for f in fields(TrainConfig):
         if getattr(args, f.name) is not None:
             values[f.name] = getattr(args, f.name)
     return TrainConfig(**values)
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
     args = parse_args(argv)
-    train(args.tokens, args.out, config_from_args(args), init_from=args.init_from,
-          log=lambda line: print(line, flush=True))
+    try:
+        train(args.tokens, args.out, config_from_args(args), init_from=args.init_from,
+              log=lambda line: print(line, flush=True), resume=args.resume)
+    except Stopped:
+        return 143  # 128 + SIGTERM, as a process killed by it; the checkpoint is complete
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    code = main()
     # Everything is written and the process group is gone; skip the interpreter's teardown, where
     # torch's gloo threads sometimes abort the process ("terminate called without an active
     # exception") after a finished run, which torchrun then reports as a failed training.
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)
