@@ -282,9 +282,11 @@ def build_config(args) -> PipelineConfig:
     data["dedup"] = dedup_settings(args)
     data["tokenize"] = tokenize_settings(args)
     try:
-        return PipelineConfig.from_dict(data)
+        config = PipelineConfig.from_dict(data)
+        config.train.micro_steps(config.train.nproc)  # a global batch the processes can make
     except ValueError as err:  # settings that contradict each other
         raise UserError(str(err)) from None
+    return config
 
 
 def print_summary(summary: dict, out=None) -> None:
@@ -497,12 +499,15 @@ def add_train_args(p):
     p.add_argument("--checkpoint-interval", type=positive_int, metavar="STEPS",
                    help="write a checkpoint every STEPS steps (default: at the end and on "
                    "SIGTERM only)")
+    p.add_argument("--log-interval", type=positive_int, metavar="STEPS",
+                   help=f"a metrics line and a progress line every STEPS steps (default "
+                   f"{TrainConfig.log_interval})")
     p.add_argument("--eval-interval", type=positive_int, metavar="STEPS",
                    help=f"validation loss every STEPS steps (default {TrainConfig.eval_interval})")
 
 
 TRAIN_OPTIONS = ("steps", "nproc", "block_size", "batch_size", "global_batch_tokens", "parallel",
-                 "dtype", "compile", "checkpoint_interval", "eval_interval")
+                 "dtype", "compile", "checkpoint_interval", "eval_interval", "log_interval")
 
 
 def train_settings(args) -> dict:

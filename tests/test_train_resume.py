@@ -123,3 +123,21 @@ def test_sigterm_leaves_a_checkpoint_that_resume_continues(tokens, tmp_path):  #
     assert result["samples_consumed"] == (stopped_at[0] + 3) * 8
     assert (train / "_SUCCESS").exists() and (train / "ckpt.pt").exists()
     assert any("resuming from" in x for x in lines)
+
+
+def test_accumulated_micro_steps_equal_one_big_batch_and_an_export_fine_tunes(tokens, tmp_path):  # noqa: F811,E501
+    from trainer.hf import export_hf
+
+    config = replace(BASE, steps=5, dropout=0.0)
+    big = run(tokens, tmp_path / "big", replace(config, batch_size=8), nproc=1)
+    accumulated = run(tokens, tmp_path / "acc", replace(config, global_batch_tokens=8 * 32),
+                      nproc=1)
+    assert accumulated["micro_steps"] == 2 and big["micro_steps"] == 1
+    a, b = losses(tmp_path / "big"), losses(tmp_path / "acc")
+    for step in range(1, 6):
+        assert b[step] == pytest.approx(a[step], rel=1e-5), step
+    export_hf(str(tmp_path / "big" / "ckpt.pt"), str(tmp_path / "hf"))
+    tuned = launch_training(str(tokens), str(tmp_path / "tuned"),
+                            replace(config, steps=1, batch_size=8),
+                            nproc=1, init_from=str(tmp_path / "hf"), stream=lambda _: None)
+    assert tuned["initial_train_loss"] == pytest.approx(big["final_train_loss"], rel=1e-5)

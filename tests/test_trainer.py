@@ -1,5 +1,6 @@
 """The trainer on its own: model properties, the shard loader, and real torchrun runs."""
 
+import hashlib
 import json
 from dataclasses import asdict
 
@@ -36,8 +37,9 @@ def write_token_folder(folder, docs: list[str], vocab: int = 512):
                                                  .tobytes())
         splits[split] = [TokenShard(f"data/{bin_name}", f"data/{idx_name}",
                                     int(sum(len(i) for i in ids)), len(ids), "-", "-")]
-    info = TokenShardsInfo("uint16", tok.get_vocab_size(), eot, "tokenizer.json", "-", "-", 0.1,
-                           splits)
+    digest = hashlib.sha256((folder / "tokenizer.json").read_bytes()).hexdigest()
+    info = TokenShardsInfo("uint16", tok.get_vocab_size(), eot, "tokenizer.json", digest, "-",
+                           0.1, splits)
     (folder / "manifest.json").write_text(json.dumps({"tokens": info.to_dict()}))
     return info
 

@@ -1,0 +1,40 @@
+"""Training settings as the CLI builds them: presets, a global batch in tokens, several nodes."""
+
+import pytest
+
+from flows.cli import UserError, build_config, parser
+from schemas.config import MODEL_PRESETS, TrainConfig
+from trainer.launch import rendezvous_args
+
+
+def train_config(*args) -> TrainConfig:
+    return build_config(parser().parse_args(["train", "--dataset", "d", *args])).train
+
+
+def test_presets_give_their_shape_and_options_still_apply():
+    gpt2 = train_config("--preset", "gpt2", "--block-size", "256", "--parallel", "fsdp")
+    assert (gpt2.n_layer, gpt2.n_head, gpt2.n_embd) == (12, 12, 768)
+    assert gpt2.block_size == 256 and gpt2.parallel == "fsdp" and gpt2.preset == "gpt2"
+    large = TrainConfig.from_preset("gpt2-large")
+    assert (large.n_layer, large.n_embd, large.block_size) == (36, 1280, 1024)
+    assert train_config() == TrainConfig()
+    assert set(MODEL_PRESETS) == {"tiny", "gpt2", "gpt2-medium", "gpt2-large"}
+
+
+def test_a_global_batch_in_tokens_sets_the_micro_steps():
+    cfg = train_config("--batch-size", "4", "--block-size", "32", "--nproc", "2",
+                       "--global-batch-tokens", "1024")
+    assert cfg.micro_steps(2) == 4 and cfg.micro_steps(4) == 2
+    with pytest.raises(UserError, match="not a multiple"):
+        train_config("--batch-size", "4", "--block-size", "32", "--global-batch-tokens", "1000")
+    with pytest.raises(SystemExit):
+        train_config("--preset", "gpt5")
+
+
+def test_several_nodes_meet_at_a_rendezvous():
+    assert rendezvous_args() == ["--standalone", "--nnodes=1"]
+    args = rendezvous_args(2, 1, "10.0.0.1:29500", "run7")
+    assert args == ["--nnodes=2", "--node-rank=1", "--rdzv-backend=c10d",
+                    "--rdzv-endpoint=10.0.0.1:29500", "--rdzv-id=run7"]
+    with pytest.raises(ValueError, match="endpoint"):
+        rendezvous_args(2, 0, None)
