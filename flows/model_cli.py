@@ -9,28 +9,9 @@ it), or a folder that `corpus export` wrote. Problems a user can fix are one lin
 
 from __future__ import annotations
 
-import argparse
 import os
 
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+from flows.cli import number, whole_number
 
 
 def _checked_device(name: str) -> str:
@@ -106,11 +87,11 @@ def add_model_commands(sub) -> None:
                           help="text to continue (default: empty, a new document)")
     generate.add_argument("--max-new-tokens", type=positive_int, default=100, metavar="N",
                           help="tokens to sample (default %(default)s)")
-    generate.add_argument("--temperature", type=non_negative_float, default=0.8,
+    generate.add_argument("--temperature", type=number(at_least=0), default=0.8,
                           metavar="T",
                           help="softmax temperature; 0 = always the likeliest token "
                           "(default %(default)s)")
-    generate.add_argument("--top-k", type=non_negative_int, default=50, metavar="K",
+    generate.add_argument("--top-k", type=whole_number(0), default=50, metavar="K",
                           help="sample among the k likeliest tokens; 0 = all (default "
                           "%(default)s)")
     generate.add_argument("--seed", type=int, default=0, metavar="N",
