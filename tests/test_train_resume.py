@@ -141,3 +141,10 @@ def test_accumulated_micro_steps_equal_one_big_batch_and_an_export_fine_tunes(to
                             replace(config, steps=1, batch_size=8),
                             nproc=1, init_from=str(tmp_path / "hf"), stream=lambda _: None)
     assert tuned["initial_train_loss"] == pytest.approx(big["final_train_loss"], rel=1e-5)
+
+
+def test_bf16_autocast_runs_and_learns_on_cpu(tokens, tmp_path):  # noqa: F811
+    """The mixed-precision path (the CUDA default) on the CPU's autocast: it trains, and says so."""
+    result = run(tokens, tmp_path / "bf16", replace(BASE, steps=30, dtype="bfloat16"), nproc=1)
+    assert result["dtype"] == "bfloat16" and not result["compiled"]
+    assert result["final_train_loss"] < result["initial_train_loss"] - 0.5

@@ -229,7 +229,8 @@ def _train(tokens_dir, out_dir, cfg, init_from, log, rt: _Runtime, resume: bool)
     step = 0
     if resume:
         step = _resume(ckpt_root, model, optimizer, loader, scaler, meta, rt, log)
-    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype is not None \
+    device_type = rt.device.split(":")[0]
+    autocast = (lambda: torch.autocast(device_type, dtype=amp_dtype)) if amp_dtype is not None \
         else contextlib.nullcontext
 
     def evaluate(split):
