@@ -5,9 +5,9 @@ records or counted rejects. A text record (WET conversion, JSONL, Parquet) is al
 text; a captured page is reduced to its main text and metadata with trafilatura
 (`pipelines/html.py`, in a child process with a per-document time limit).
 
-Rejects: `revisit` (no payload), `http_<status>` (not a 200; an unknown status passes),
-`not_html`, `no_text` (nothing left), `extract_error`, `extract_timeout`, and what the readers
-reject (`corrupt_record`, `too_large`).
+Rejects: `unchanged` (a refresh crawl's 304 revisit record), `revisit` (no payload),
+`http_<status>` (not a 200; an unknown status passes), `not_html`, `no_text` (nothing left),
+`extract_error`, `extract_timeout`, and what the readers reject (`corrupt_record`, `too_large`).
 """
 
 from __future__ import annotations
@@ -109,6 +109,10 @@ class ExtractFiles(beam.DoFn):
         if rec["kind"] == "text":
             fields = {"text": (rec["text"] or "").strip(), "title": rec.get("title")}
         else:
+            if rec["record_type"] == "revisit" and rec["status"] == 304:
+                yield reject("unchanged", "304 Not Modified to a refresh crawl's conditional "
+                             "request: the earlier snapshot holds this page")
+                return
             if rec["record_type"] == "revisit":
                 yield reject("revisit", "revisit record: no payload")
                 return
