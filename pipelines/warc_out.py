@@ -99,3 +99,25 @@ class RotatingWarcWriter:
         writer.write_record(writer.create_warc_record(
             url, "metadata", payload=io.BytesIO(block), warc_headers_dict=headers))
         self._written()
+
+
+def validators(warc_urls: list[str]) -> dict[str, dict[str, str]]:
+    """{url: {"etag": ..., "last_modified": ...}} from the 200 responses of an earlier crawl's
+    WARC files (a later 304 revisit keeps the validators it was answered for): what a refresh
+    sends as If-None-Match / If-Modified-Since."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    found: dict[str, dict[str, str]] = {}
+    for url in warc_urls:
+        with fsspec.open(url, "rb") as f:
+            for rec in ArchiveIterator(f):
+                if rec.rec_type != "response" or rec.http_headers is None:
+                    continue
+                if rec.http_headers.get_statuscode() != "200":
+                    continue
+                tags = {"etag": rec.http_headers.get_header("ETag"),
+                        "last_modified": rec.http_headers.get_header("Last-Modified")}
+                tags = {k: v for k, v in tags.items() if v}
+                if tags:
+                    found[rec.rec_headers.get_header("WARC-Target-URI")] = tags
+    return found

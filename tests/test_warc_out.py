@@ -85,3 +85,22 @@ def test_the_extract_stage_reads_a_crawl_warc(tmp_path):
     assert counts["rejected"] == {"unchanged": 1}
     manifest = json.loads((tmp_path / "ds" / "extract" / "manifest.json").read_text())
     assert manifest["counts"] == counts
+
+
+def test_validators_of_an_earlier_crawl(tmp_path):
+    from pipelines.warc_out import validators
+
+    w = RotatingWarcWriter(str(tmp_path), "crawl", 1 << 30, "test")
+    now = time.time()
+    for name, headers, status in (
+            ("a", [("ETag", '"v1"'), ("Last-Modified", "Wed, 01 Jan 2025 00:00:00 GMT")], 200),
+            ("b", [("Last-Modified", "Thu, 02 Jan 2025 00:00:00 GMT")], 200),
+            ("c", [], 200), ("d", [("ETag", '"gone"')], 404)):
+        w.exchange(f"http://x.example.com/{name}", method="GET", request_headers=[],
+                   status=status, reason="", response_headers=headers, body=b"<p>x</p>",
+                   ip="127.0.0.1", fetched_at=now)
+    w.close()
+    assert validators(w.files) == {
+        "http://x.example.com/a": {"etag": '"v1"',
+                                   "last_modified": "Wed, 01 Jan 2025 00:00:00 GMT"},
+        "http://x.example.com/b": {"last_modified": "Thu, 02 Jan 2025 00:00:00 GMT"}}
