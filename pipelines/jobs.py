@@ -42,6 +42,27 @@ def run_scrape(root: str, urls: list[str], config: PipelineConfig) -> StageResul
         count_out=scrape.count_warc_responses)
 
 
+def run_crawl(root: str, config: PipelineConfig, log=print) -> StageResult:
+    """Crawl `config.crawl.seeds` into the scrape folder. When the folder already holds a
+    finished crawl, its responses' ETag and Last-Modified make this one a refresh: conditional
+    requests, and a 304 archived as an `unchanged` revisit."""
+    from pipelines import crawl
+    from pipelines.stage import sha256_json
+    from pipelines.warc_out import validators
+
+    previous = StageDir(root, scrape.STAGE)
+    tags = {}
+    if previous.manifest() is not None:
+        tags = validators([previous.url(p[len(previous.path) + 1:])
+                           for p in previous.files(DATA_DIR, ".warc.gz")])
+    return run_stage(
+        root, scrape.STAGE, inputs=[{"seeds": list(config.crawl.seeds),
+                                     "previous": sha256_json(tags)}],
+        config={"crawl": asdict(config.crawl), "snapshot": config.snapshot},
+        build=lambda st: crawl.build_crawl(st, config.crawl, config.engine, tags, log),
+        count_out=crawl.count_archived)
+
+
 def scraped_warcs(root: str) -> list[str]:
     stage = finished(root, scrape.STAGE)
     return [stage.url(p[len(stage.path) + 1:]) for p in stage.files(DATA_DIR, ".warc.gz")]

@@ -33,6 +33,60 @@ class ScrapeConfig:
     respect_robots: bool = True
 
 
+CRAWL_SCOPES = ("domain", "host", "any")
+
+
+@dataclass(frozen=True)
+class CrawlConfig:
+    """A polite, bounded crawl (`pipelines/crawl.py`): what to fetch, how fast, how much."""
+
+    seeds: tuple[str, ...] = ()
+    sitemaps: bool = True  # read the sitemaps robots.txt lists (else /sitemap.xml) of each seed
+    depth: int = 0  # follow links this many steps from the seeds and sitemaps (0: none)
+    scope: str = "domain"  # the seeds' registered domains, their hosts, or anywhere
+    include: tuple[str, ...] = ()  # regular expressions a URL must match one of (none: all)
+    exclude: tuple[str, ...] = ()  # regular expressions that drop a URL
+    max_pages_per_host: int = 10_000
+    max_pages: int = 100_000
+    user_agent: str = "corpus-builder/0.1 (+https://example.invalid/corpus)"
+    respect_robots: bool = True
+    delay_s: float = 1.0  # between two requests to one host (a longer Crawl-delay wins)
+    max_crawl_delay_s: float = 30.0  # a robots.txt Crawl-delay is honoured up to this
+    deadline_s: float = 20.0  # a whole request: resolve, connect, headers and body
+    max_bytes: int = 5_000_000  # a response body on the wire
+    max_decompressed_bytes: int = 20_000_000  # after gzip/deflate/brotli
+    max_redirects: int = 5
+    retries: int = 2  # on timeouts, connection errors, 5xx and 429, with backoff
+    max_retry_wait_s: float = 30.0  # a longer Retry-After is not waited for
+    allow_addresses: tuple[str, ...] = ()  # CIDRs the address guard lets through
+    resolve: tuple[str, ...] = ()  # "name=ip" entries before DNS (like curl --resolve)
+    sitemap_max_bytes: int = 50_000_000
+    sitemap_max_urls: int = 50_000
+    max_sitemaps: int = 1_000
+    warc_max_bytes: int = 1_000_000_000  # a WARC file is closed past this size
+    lanes: int = 0  # host groups, one Beam element each (0: one per worker)
+    host_threads: int = 64  # hosts crawled at once in a lane
+
+    def __post_init__(self):
+        if self.scope not in CRAWL_SCOPES:
+            raise ValueError(f"crawl scope must be one of {', '.join(CRAWL_SCOPES)}")
+        for name in ("delay_s", "max_crawl_delay_s", "depth", "max_redirects", "retries",
+                     "max_retry_wait_s", "lanes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"crawl {name} must not be negative")
+        for name in ("deadline_s", "max_bytes", "max_decompressed_bytes", "max_pages",
+                     "max_pages_per_host", "warc_max_bytes", "host_threads"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"crawl {name} must be positive")
+        import re
+
+        for pattern in self.include + self.exclude:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"crawl pattern {pattern!r}: {err}") from None
+
+
 @dataclass(frozen=True)
 class ReadConfig:
     """How input files are read (`pipelines/readers/`): which fields of JSONL/Parquet records hold
@@ -294,6 +348,7 @@ class PipelineConfig:
     seed: int = 0
     engine: EngineConfig = field(default_factory=EngineConfig)
     scrape: ScrapeConfig = field(default_factory=ScrapeConfig)
+    crawl: CrawlConfig = field(default_factory=CrawlConfig)
     read: ReadConfig = field(default_factory=ReadConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
