@@ -12,10 +12,11 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 
 from flows.dataset_root import DatasetRoot, RootError, inside, is_url, normalize_root
-from schemas.config import (DTYPES, KEEP_POLICIES, MODEL_PRESETS, PARALLEL_MODES, SWITCHES,
-                            VERIFY_MODES, DedupConfig, EngineConfig,
+from schemas.config import (CRAWL_SCOPES, DTYPES, KEEP_POLICIES, MODEL_PRESETS, PARALLEL_MODES,
+                            SWITCHES, VERIFY_MODES, CrawlConfig, DedupConfig, EngineConfig,
                             ExtractConfig, LangIdConfig, PipelineConfig, ReadConfig, TokenizeConfig,
                             TrainConfig)
 
@@ -381,6 +382,10 @@ def cmd_demo(args) -> int:
         print(f"demo: generated {len(truth.pages)} pages in {site_dir}")
         with serve_site(site_dir, port=args.port) as base_url:
             print(f"demo: serving the site at {base_url}")
+            # the site is ours, on this machine: let the address guard through 127.0.0.1 only,
+            # and no pause between requests
+            config = replace(config, crawl=replace(config.crawl, allow_addresses=(
+                "127.0.0.1/32",), delay_s=0.0))
             run_flow(root.root, config, site_url=base_url, train=not args.no_train)
     return 0
 
@@ -390,6 +395,12 @@ def cmd_build(args) -> int:
     if args.blocklist and not os.path.isfile(args.blocklist):
         raise UserError(f"--blocklist: no such file: {args.blocklist}")
     config = build_config(args)
+    if args.crawl == bool(args.input):
+        raise UserError("give --input FILES, or --crawl with --seeds/--seeds-file (not both)")
+    if args.crawl:
+        return crawl_flow(args, config, output, "corpus build")
+    if args.seeds or args.seeds_file:
+        raise UserError("--seeds need --crawl (or use `corpus crawl`)")
     inputs = resolve_inputs(args.input, output, config.read)
     config = memory_engine(check_language_id(config), inputs + [output])
     check_engine(config)
@@ -407,6 +418,103 @@ def cmd_build(args) -> int:
             print(f"note: {note}", file=sys.stderr)
         run_flow(root.root, config, inputs=inputs, train=args.train, until=args.until)
     return 0
+
+
+def read_seeds(args) -> list[str]:
+    """--seeds and the lines of --seeds-file (blank lines and # comments skipped), each an http(s)
+    URL with a host."""
+    from pipelines.crawl import normalize
+
+    seeds = list(args.seeds or [])
+    if args.seeds_file:
+        try:
+            with open(args.seeds_file, encoding="utf-8") as f:
+                seeds += [line.strip() for line in f if line.strip() and
+                          not line.lstrip().startswith("#")]
+        except OSError as err:
+            raise UserError(f"--seeds-file: {err.strerror}: {args.seeds_file}") from None
+    if not seeds:
+        raise UserError("nothing to crawl: give --seeds URL... or --seeds-file FILE")
+    for seed in seeds:
+        if normalize(seed) is None:
+            raise UserError(f"seed {seed!r} is not an http(s) URL with a host")
+    return list(dict.fromkeys(seeds))
+
+
+def crawl_settings(args, seeds: list[str]) -> dict:
+    data: dict = {"seeds": seeds}
+    for option in ("depth", "scope", "max_pages", "max_pages_per_host", "delay_s",
+                   "deadline_s", "max_bytes", "user_agent"):
+        if getattr(args, option, None) is not None:
+            data[option] = getattr(args, option)
+    for option in ("include", "exclude", "allow_addresses", "resolve"):
+        if getattr(args, option, None):
+            data[option] = list(getattr(args, option))
+    if getattr(args, "no_sitemaps", False):
+        data["sitemaps"] = False
+    return data
+
+
+def crawl_flow(args, config: PipelineConfig, output: str, command: str) -> int:
+    """`corpus crawl`, or `corpus build --crawl`: the flow from seed URLs."""
+    seeds = read_seeds(args)
+    try:
+        config = replace(config, crawl=CrawlConfig(**{**config.crawl.__dict__,
+                                                       **crawl_settings(args, seeds)}))
+    except (TypeError, ValueError) as err:
+        raise UserError(str(err)) from None
+    check_engine(config)
+    check_tokenizer(config)
+    train = getattr(args, "train", False)
+    root = DatasetRoot(output)
+    with root.lock(command):
+        identity = {"source": f"crawl of {len(seeds)} seed(s)", "seeds": sorted(seeds),
+                    "snapshot": config.snapshot}
+        for note in root.claim(identity, args.overwrite):
+            print(f"note: {note}", file=sys.stderr)
+        until = "scrape" if command == "corpus crawl" else getattr(args, "until", None)
+        run_flow(root.root, config, crawl=True, train=train, until=until)
+    return 0
+
+
+def cmd_crawl(args) -> int:
+    output = normalize_root(args.output)
+    return crawl_flow(args, build_config(args), output, "corpus crawl")
+
+
+def add_crawl_args(p) -> None:
+    g = p.add_argument_group("crawl", "what to fetch and how politely (README, Crawling)")
+    g.add_argument("--seeds", nargs="+", metavar="URL",
+                   help="start URLs; their sitemaps (robots.txt Sitemap: lines, else "
+                   "/sitemap.xml) are read too")
+    g.add_argument("--seeds-file", metavar="FILE", help="a file of seed URLs, one per line")
+    g.add_argument("--depth", type=whole_number(0),
+                   help="follow links this many steps from the seeds and sitemaps (default 0)")
+    g.add_argument("--scope", choices=CRAWL_SCOPES,
+                   help="domain (default: the seeds' registered domains), host, or any")
+    g.add_argument("--include", action="append", metavar="REGEX",
+                   help="crawl only URLs matching one of these patterns (repeatable)")
+    g.add_argument("--exclude", action="append", metavar="REGEX",
+                   help="never crawl URLs matching this pattern (repeatable)")
+    g.add_argument("--max-pages", type=positive_int, help=f"pages in all (default "
+                   f"{CrawlConfig.max_pages:,})")
+    g.add_argument("--max-pages-per-host", type=positive_int,
+                   help=f"pages per host (default {CrawlConfig.max_pages_per_host:,})")
+    g.add_argument("--delay", dest="delay_s", type=number(at_least=0), metavar="SECONDS",
+                   help=f"pause between two requests to one host (default {CrawlConfig.delay_s:g};"
+                   f" a longer robots.txt Crawl-delay wins)")
+    g.add_argument("--deadline", dest="deadline_s", type=positive_float, metavar="SECONDS",
+                   help=f"one request, from resolving to the last body byte (default "
+                   f"{CrawlConfig.deadline_s:g})")
+    g.add_argument("--max-bytes", type=positive_int,
+                   help=f"a response body's size cap (default {CrawlConfig.max_bytes:,})")
+    g.add_argument("--user-agent", help="the User-Agent sent, and matched in robots.txt")
+    g.add_argument("--no-sitemaps", action="store_true", help="crawl the seeds (and links) only")
+    g.add_argument("--allow-address", dest="allow_addresses", action="append", metavar="CIDR",
+                   help="let the address guard through this network (loopback, private and "
+                   "link-local addresses are refused otherwise), e.g. 10.1.0.0/16")
+    g.add_argument("--resolve", action="append", metavar="NAME=IP",
+                   help="resolve NAME to IP before DNS (like curl --resolve; repeatable)")
 
 
 def cmd_train(args) -> int:
@@ -546,7 +654,7 @@ def common_args(p, func, output: bool) -> None:
 
 
 def add_build_args(build) -> None:
-    build.add_argument("--input", nargs="+", required=True, metavar="PATH",
+    build.add_argument("--input", nargs="+", metavar="PATH",
                        help="input files, folders or globs, local or fsspec URLs (file://, "
                        "memory://, s3://...): WARC/ARC (.gz or not), Common Crawl WET, JSONL "
                        "(.gz, .zst) and Parquet, in any mix; the format is read from the content")
@@ -671,9 +779,20 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-train", action="store_true", help="stop after the token shards")
     common_args(demo, cmd_demo, output=True)
 
-    build = sub.add_parser("build", help="run the flow on your own files (no scrape)")
+    build = sub.add_parser("build", help="run the flow on your own files (--input), or from a "
+                           "crawl of seed URLs (--crawl --seeds ...)")
     add_build_args(build)
+    build.add_argument("--crawl", action="store_true",
+                       help="crawl --seeds / --seeds-file first instead of reading --input")
+    add_crawl_args(build)
     common_args(build, cmd_build, output=True)
+
+    crawl = sub.add_parser("crawl", help="crawl seed URLs politely into WARC files (the flow's "
+                           "scrape stage alone); again into the same folder: a refresh")
+    crawl.add_argument("--output", required=True, help="dataset folder (its scrape/ holds the "
+                       "WARC files)")
+    add_crawl_args(crawl)
+    common_args(crawl, cmd_crawl, output=True)
 
     train = sub.add_parser("train", help="train a GPT on a finished dataset's token shards")
     train.add_argument("--dataset", required=True, help="dataset folder made by build or demo")

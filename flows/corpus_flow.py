@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import posixpath
+from dataclasses import replace
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from pipelines import jobs
-from pipelines.scrape import discover_urls
 from pipelines.stage import MARKER, StageDir, StageResult, sha256_json
 from schemas.config import PipelineConfig
 
@@ -57,10 +57,10 @@ def publish(root: str, result: StageResult) -> dict:
 
 
 @task(name="scrape", cache_policy=NO_CACHE)
-def scrape_task(root: str, site_url: str, config: PipelineConfig) -> dict:
-    urls = discover_urls(site_url, config.scrape)
-    get_run_logger().info("scrape: %d URLs from the sitemaps of %s", len(urls), site_url)
-    return publish(root, jobs.run_scrape(root, urls, config))
+def scrape_task(root: str, config: PipelineConfig) -> dict:
+    """Crawl the config's seeds (a refresh when the folder holds an earlier crawl)."""
+    logger = get_run_logger()
+    return publish(root, jobs.run_crawl(root, config, log=logger.info))
 
 
 @task(name="extract", cache_policy=NO_CACHE)
@@ -166,21 +166,25 @@ def train_task(root: str, config: PipelineConfig) -> dict:
 @flow(name="corpus-build", log_prints=True)
 def corpus_build(output: str, config: dict | None = None, site_url: str | None = None,
                  inputs: list[str] | None = None, train: bool = True,
-                 until: str | None = None) -> dict:
-    """Build a corpus into `output`: scrape `site_url` (or read `inputs`), extract, filter,
-    dedup, shard, tokenize and, when `train`, train a GPT on the result. `until` stops after
-    that stage. A stage that leaves no record stops the flow: `empty_at` names it."""
+                 until: str | None = None, crawl: bool = False) -> dict:
+    """Build a corpus into `output`: crawl (the config's seeds, or `site_url`) or read `inputs`,
+    then extract, filter, dedup, shard, tokenize and, when `train`, train a GPT on the result.
+    `until` stops after that stage ("scrape" after the crawl). A stage that leaves no record
+    stops the flow: `empty_at` names it."""
     cfg = PipelineConfig.from_dict(config or {})
-    if (site_url is None) == (inputs is None):
-        raise ValueError("give exactly one of site_url or inputs")
+    if site_url is not None:
+        cfg = replace(cfg, crawl=replace(cfg.crawl, seeds=(site_url,)))
+        crawl = True
+    if crawl == (inputs is not None):
+        raise ValueError("give exactly one of: seeds to crawl (site_url or crawl=True) or inputs")
     if train and until not in (None, "tokenize"):
         raise ValueError(f"train needs the tokenize stage; until={until!r} stops before it")
     summary: dict = {"output": output, "stages": [], "empty_at": None}
     stages = summary["stages"]
-    if site_url is not None:
-        stages.append(scrape_task(output, site_url, cfg))
+    if crawl:
+        stages.append(scrape_task(output, cfg))
         inputs = jobs.scraped_warcs(output)
-    steps = [("extract", lambda: extract_task(output, inputs, cfg)),
+    steps = [] if until == "scrape" else [("extract", lambda: extract_task(output, inputs, cfg)),
              ("filter", lambda: filter_task(output, cfg)),
              ("dedup", lambda: dedup_task(output, cfg)),
              ("shard", lambda: shard_task(output, cfg)),

@@ -10,8 +10,9 @@ Fetching is a Beam job over *lanes* (hosts hashed into `lanes` groups, one eleme
 crawls its hosts in parallel threads, one thread per host, so a host never has two requests in
 flight, and waits `delay_s` (or the host's robots.txt Crawl-delay, up to `max_crawl_delay_s`)
 between the end of one request and the start of the next. Every request goes through the safe
-fetcher (`pipelines/fetcher.py`: http(s) only, an address guard on the connection made, a whole-
-fetch deadline, size caps, retries) and robots.txt (`pipelines/robots.py`), re-checked on every
+fetcher (`pipelines/fetcher.py`: http(s) only, an address guard on the connection made, a
+deadline on each request covering resolve, connect, headers and the whole body, size caps,
+retries) and robots.txt (`pipelines/robots.py`), re-checked on every
 redirect hop; a redirect to another host is not followed on the spot (that host has its own queue
 and pace) but queued as a URL of its own for the next round. With `depth` > 0, links of fetched
 pages are queued too; each round is one Beam job, until no new URL is left or `depth` is reached.
@@ -42,10 +43,10 @@ from pipelines.fetcher import FetchPolicy, Fetcher, FetchResult, default_resolve
 from pipelines.robots import RobotsCache
 from pipelines.sitemaps import SitemapLimits, SitemapReader
 from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir
-from pipelines.tables import stable_hash, write_rejected
+from pipelines.tables import WriteTable, stable_hash
 from pipelines.warc_out import RotatingWarcWriter
 from schemas.config import CrawlConfig, EngineConfig
-from schemas.document import rejected_record
+from schemas.document import REJECTED_SCHEMA, rejected_record
 
 STAGE = "scrape"
 SOFTWARE = "corpus-builder crawl"
@@ -495,8 +496,6 @@ def write_refusals(stage: StageDir, refused: list[tuple[str, str, str]], round_n
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from schemas.document import REJECTED_SCHEMA
-
     if not refused:
         return
     writer = RotatingWarcWriter(stage.url(DATA_DIR), f"crawl-r{round_no:02d}-refused", 1 << 40,
@@ -542,7 +541,8 @@ def build_crawl(stage: StageDir, config: CrawlConfig, engine: EngineConfig,
                | "Crawl" >> beam.ParDo(CrawlLane(config, stage.url(DATA_DIR), progress,
                                                  round_no, tuple(config.seeds), store.folder))
                .with_outputs("rejected", "links", main="archived"))
-        write_rejected(out.rejected, stage.url(REJECTED_DIR, f"r{round_no:02d}"))
+        out.rejected | "WriteRejected" >> WriteTable(stage.url(REJECTED_DIR), REJECTED_SCHEMA,
+                                                     prefix=f"rejected-r{round_no:02d}")
         (out.links | "Collect" >> beam.combiners.ToList()
          | "WriteLinks" >> beam.Map(_write_links, links_url))
         with Progress(progress, len(items), log):
@@ -558,6 +558,32 @@ def build_crawl(stage: StageDir, config: CrawlConfig, engine: EngineConfig,
     if stage.fs.exists(stage.local(WORK_DIR)):
         stage.fs.rm(stage.local(WORK_DIR), recursive=True)
     return dict(counters)
+
+
+def summary(stage: StageDir, config: CrawlConfig) -> dict:
+    """The crawl section of the manifest: seeds, and per host the archived statuses
+    (`unchanged` for a 304 revisit) and failure reasons, from the WARC files themselves."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    hosts: dict[str, Counter] = defaultdict(Counter)
+    statuses: Counter = Counter()
+    for path in stage.files(DATA_DIR, ".warc.gz"):
+        with stage.fs.open(path, "rb") as f:
+            for rec in ArchiveIterator(f):
+                url = rec.rec_headers.get_header("WARC-Target-URI") or ""
+                if rec.rec_type == "response":
+                    what = str(rec.http_headers.get_statuscode())
+                elif rec.rec_type == "revisit":
+                    what = "unchanged"
+                elif rec.rec_type == "metadata":
+                    first = rec.content_stream().read().split(b"\r\n", 1)[0].decode()
+                    what = first.removeprefix("reason: ")
+                else:
+                    continue
+                hosts[host_of(url) if "://" in url else "-"][what] += 1
+                statuses[what] += 1
+    return {"seeds": list(config.seeds), "outcomes": dict(sorted(statuses.items())),
+            "hosts": {h: dict(sorted(c.items())) for h, c in sorted(hosts.items())}}
 
 
 def count_archived(stage: StageDir) -> int:

@@ -97,7 +97,7 @@ class FetchPolicy:
 
     @classmethod
     def from_config(cls, config, **overrides) -> "FetchPolicy":
-        """A policy from a config object (e.g. ScrapeConfig): fields of the same name are taken,
+        """A policy from a config object (e.g. CrawlConfig): fields of the same name are taken,
         `timeout_s` and `max_bytes` stand for `deadline_s` and `max_body_bytes`."""
         values = {f.name: getattr(config, f.name) for f in fields(cls) if hasattr(config, f.name)}
         for old, new in (("timeout_s", "deadline_s"), ("max_bytes", "max_body_bytes")):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from pipelines import dedup, extract, filters, scrape, shard, tokenize
+from pipelines import crawl, dedup, extract, filters, shard, tokenize
 from pipelines.stage import DATA_DIR, StageDir, StageResult, run_stage, sha256_file
 from pipelines.readers import detect_reader
 from schemas.config import PipelineConfig, ReadConfig
@@ -34,37 +34,29 @@ def upstream(root: str, name: str) -> tuple[list[str], list[dict]]:
     return urls, [{"path": stage.url("manifest.json"), "sha256": stage.manifest_sha256()}]
 
 
-def run_scrape(root: str, urls: list[str], config: PipelineConfig) -> StageResult:
-    return run_stage(
-        root, scrape.STAGE, inputs=[{"urls": sorted(set(urls))}],
-        config={"scrape": config.scrape.__dict__},
-        build=lambda st: scrape.build_scrape(st, urls, config.scrape, config.engine),
-        count_out=scrape.count_warc_responses)
-
-
 def run_crawl(root: str, config: PipelineConfig, log=print) -> StageResult:
     """Crawl `config.crawl.seeds` into the scrape folder. When the folder already holds a
     finished crawl, its responses' ETag and Last-Modified make this one a refresh: conditional
     requests, and a 304 archived as an `unchanged` revisit."""
-    from pipelines import crawl
     from pipelines.stage import sha256_json
     from pipelines.warc_out import validators
 
-    previous = StageDir(root, scrape.STAGE)
+    previous = StageDir(root, crawl.STAGE)
     tags = {}
     if previous.manifest() is not None:
         tags = validators([previous.url(p[len(previous.path) + 1:])
                            for p in previous.files(DATA_DIR, ".warc.gz")])
     return run_stage(
-        root, scrape.STAGE, inputs=[{"seeds": list(config.crawl.seeds),
+        root, crawl.STAGE, inputs=[{"seeds": list(config.crawl.seeds),
                                      "previous": sha256_json(tags)}],
         config={"crawl": asdict(config.crawl), "snapshot": config.snapshot},
         build=lambda st: crawl.build_crawl(st, config.crawl, config.engine, tags, log),
-        count_out=crawl.count_archived)
+        count_out=crawl.count_archived,
+        extra=lambda st: {"crawl": crawl.summary(st, config.crawl)})
 
 
 def scraped_warcs(root: str) -> list[str]:
-    stage = finished(root, scrape.STAGE)
+    stage = finished(root, crawl.STAGE)
     return [stage.url(p[len(stage.path) + 1:]) for p in stage.files(DATA_DIR, ".warc.gz")]
 
 

@@ -102,18 +102,18 @@ class RotatingWarcWriter:
 
 
 def validators(warc_urls: list[str]) -> dict[str, dict[str, str]]:
-    """{url: {"etag": ..., "last_modified": ...}} from the 200 responses of an earlier crawl's
-    WARC files (a later 304 revisit keeps the validators it was answered for): what a refresh
-    sends as If-None-Match / If-Modified-Since."""
+    """{url: {"etag": ..., "last_modified": ...}} from the 200 responses and 304 revisits of an
+    earlier crawl's WARC files (a server repeats its validators on a 304): what a refresh sends
+    as If-None-Match / If-Modified-Since."""
     from warcio.archiveiterator import ArchiveIterator
 
     found: dict[str, dict[str, str]] = {}
     for url in warc_urls:
         with fsspec.open(url, "rb") as f:
             for rec in ArchiveIterator(f):
-                if rec.rec_type != "response" or rec.http_headers is None:
+                if rec.rec_type not in ("response", "revisit") or rec.http_headers is None:
                     continue
-                if rec.http_headers.get_statuscode() != "200":
+                if rec.http_headers.get_statuscode() not in ("200", "304"):
                     continue
                 tags = {"etag": rec.http_headers.get_header("ETag"),
                         "last_modified": rec.http_headers.get_header("Last-Modified")}

@@ -24,15 +24,6 @@ class EngineConfig:
     worker_log: str | None = None  # where local worker processes log; None = temp folder
 
 
-@dataclass(frozen=True)
-class ScrapeConfig:
-    user_agent: str = "corpus-builder/0.1 (+https://example.invalid/corpus)"
-    timeout_s: float = 10.0
-    max_bytes: int = 5_000_000  # larger bodies are cut and rejected as too_large
-    warc_files: int = 2  # URLs are spread over this many WARC files by URL hash
-    respect_robots: bool = True
-
-
 CRAWL_SCOPES = ("domain", "host", "any")
 
 
@@ -347,7 +338,6 @@ class PipelineConfig:
     snapshot: str = "local"
     seed: int = 0
     engine: EngineConfig = field(default_factory=EngineConfig)
-    scrape: ScrapeConfig = field(default_factory=ScrapeConfig)
     crawl: CrawlConfig = field(default_factory=CrawlConfig)
     read: ReadConfig = field(default_factory=ReadConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)

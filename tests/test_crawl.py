@@ -197,3 +197,29 @@ def test_a_polite_safe_crawl(sites, tmp_path):
     assert extract.counts["rejected"].get("unchanged", 0) >= 6
     manifest = json.loads((tmp_path / "scrape" / "manifest.json").read_text())
     assert manifest["counts"]["records_out"] >= 6
+    hosts = manifest["crawl"]["hosts"]
+    assert hosts["a.example.com:%d" % main.port]["unchanged"] >= 5
+    assert manifest["crawl"]["outcomes"]["robots_disallowed"] >= 1
+    assert manifest["crawl"]["seeds"] == [f"{a}/"]
+
+
+def test_the_crawl_command(sites, tmp_path):
+    from tests.test_cli import corpus, one_line_error
+
+    main, private, a, b = sites
+    port = main.port
+    one_line_error(corpus("crawl", "--output", str(tmp_path / "none")), "nothing to crawl")
+    one_line_error(corpus("crawl", "--output", str(tmp_path / "bad"), "--seeds",
+                          "file:///etc/passwd"), "not an http(s) URL")
+    one_line_error(corpus("build", "--output", str(tmp_path / "b")), "--input", "--crawl")
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text(f"# the test site\n{a}/\n\n")
+    out = corpus("crawl", "--seeds-file", str(seeds), "--output", str(tmp_path / "ds"),
+                 "--delay", "0.05", "--deadline", "2", "--max-bytes", "20000",
+                 "--allow-address", "127.0.0.1/32", "--workers", "1",
+                 *[x for h in HOSTS for x in ("--resolve", f"{h}=127.0.0.1")])
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "scrape" in out.stdout and "robots_disallowed" in out.stdout
+    assert list((tmp_path / "ds" / "scrape" / "data").glob("crawl-r00-*.warc.gz"))
+    assert not (tmp_path / "ds" / "extract").exists()  # crawl alone: the scrape stage only
+    assert private.connections == 0

@@ -17,7 +17,7 @@ import pytest
 
 from pipelines.fetcher import (FAILURE_REASONS, FetchPolicy, Fetcher, address_block_reason,
                                parse_retry_after)
-from schemas.config import ScrapeConfig
+from schemas.config import CrawlConfig
 from tests.http_fixture import Reply, make_certificate, serve
 
 LOCAL = ("127.0.0.1/32",)
@@ -474,8 +474,8 @@ def test_https_verifies_the_name_while_connecting_to_the_checked_address(tmp_pat
 
 
 def test_policy_from_scrape_config():
-    policy = FetchPolicy.from_config(ScrapeConfig(timeout_s=7, max_bytes=1234), retries=5)
+    policy = FetchPolicy.from_config(CrawlConfig(deadline_s=7, max_bytes=1234), retries=5)
     assert (policy.deadline_s, policy.max_body_bytes, policy.retries) == (7, 1234, 5)
-    assert policy.user_agent == ScrapeConfig().user_agent
+    assert policy.user_agent == CrawlConfig().user_agent
     with pytest.raises(ValueError):
         FetchPolicy(allowed_networks=("not a network",))

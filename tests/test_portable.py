@@ -29,9 +29,8 @@ from warcio.archiveiterator import ArchiveIterator
 from flows.sample_site import generate_site, serve_site
 from pipelines import jobs
 from pipelines.engine import check_runner, run_pipeline
-from pipelines.scrape import discover_urls
 from pipelines.stage import AccountingError, run_stage
-from schemas.config import EngineConfig, PipelineConfig
+from schemas.config import CrawlConfig, EngineConfig, PipelineConfig
 
 LOCAL = EngineConfig(workers=1, running_mode="in_memory")
 CORPUS = str(Path(sys.executable).with_name("corpus"))
@@ -108,8 +107,9 @@ def site_url(tmp_path_factory):
 def build_all(root: Path, site_url: str, engine: EngineConfig, warcs: list[str] | None = None):
     """Every Beam stage, in flow order, through `pipelines.jobs` (no Prefect: the flow only
     calls these). Extract reads `warcs` when given, else this run's own crawl."""
-    config = PipelineConfig(engine=engine)
-    jobs.run_scrape(str(root), discover_urls(site_url, config.scrape), config)
+    config = PipelineConfig(engine=engine, crawl=CrawlConfig(
+        seeds=(site_url,), allow_addresses=("127.0.0.1/32",), delay_s=0.0))
+    jobs.run_crawl(str(root), config, log=lambda _: None)
     jobs.run_extract(str(root), warcs or jobs.scraped_warcs(str(root)), config)
     for run in (jobs.run_filter, jobs.run_dedup, jobs.run_shard, jobs.run_tokenize):
         run(str(root), config)
