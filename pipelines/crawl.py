@@ -30,6 +30,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timezone
 from urllib.parse import urljoin, urlsplit
 
@@ -94,11 +95,15 @@ class Scope:
         self.include = [re.compile(p) for p in config.include]
         self.exclude = [re.compile(p) for p in config.exclude]
 
-    def check(self, url: str) -> tuple[str, str] | None:
+    def check(self, url: str, patterns: bool = True) -> tuple[str, str] | None:
+        """Why `url` is out of this crawl, or None. `patterns=False` (for a sitemap, which is
+        not a page) checks the domain or host only."""
         if self.mode == "domain" and registered_domain(url) not in self.domains:
             return "out_of_scope", f"{registered_domain(url)} is not a seed's domain"
         if self.mode == "host" and urlsplit(url).netloc.lower() not in self.hosts:
             return "out_of_scope", f"{urlsplit(url).netloc} is not a seed's host"
+        if not patterns:
+            return None
         if self.include and not any(p.search(url) for p in self.include):
             return "not_included", "matches no --include pattern"
         for p in self.exclude:
@@ -248,14 +253,18 @@ def discover(config: CrawlConfig, frontier: Frontier, store: RobotsStore,
     if not config.sitemaps:
         return refused
     fetcher = make_fetcher(config)
+    # a sitemap may be far bigger than a page: its own caps, on the wire and inflated
+    sitemap_policy = replace(fetch_policy(config), max_body_bytes=config.sitemap_max_bytes,
+                             max_decompressed_bytes=config.sitemap_max_bytes)
+    sitemap_fetcher = Fetcher(sitemap_policy, resolver=StaticResolver(config.resolve))
     pacers = frontier.pacers
 
-    def paced(url):
+    def paced(url, fetch=fetcher.fetch):
         pacer = pacers.setdefault(host_of(url), Pacer(config.delay_s))
         if config.respect_robots and urlsplit(url).path != "/robots.txt":
             pacer.delay = max(config.delay_s, min(robots.crawl_delay(url) or 0.0,
                                                   config.max_crawl_delay_s))
-        return pacer.fetch(fetcher.fetch, url)
+        return pacer.fetch(fetch, url)
 
     robots = RobotsCache(store.wrap(paced), config.user_agent)
     reader = SitemapReader(SitemapLimits(config.sitemap_max_bytes, config.sitemap_max_urls,
@@ -273,14 +282,15 @@ def discover(config: CrawlConfig, frontier: Frontier, store: RobotsStore,
         if len(seen) > config.max_sitemaps:
             refused.append((sitemap, "sitemap_cap", f"over {config.max_sitemaps} sitemaps"))
             continue
-        out = frontier.scope.check(sitemap) if normalize(sitemap) else ("bad_url", "not http(s)")
+        out = (frontier.scope.check(sitemap, patterns=False) if normalize(sitemap)
+               else ("bad_url", "not an http(s) URL with a host"))
         if out is None and config.respect_robots:
             ok, why = robots.allowed(sitemap)
             out = None if ok else why
         if out is not None:
             refused.append((sitemap, *out))
             continue
-        result = paced(sitemap)
+        result = paced(sitemap, sitemap_fetcher.fetch)
         if result.failure or result.status != 200:
             reason = result.failure or ("sitemap_unavailable", f"HTTP {result.status}")
             refused.append((sitemap, *reason))

@@ -36,7 +36,8 @@ class RotatingWarcWriter:
     """Records into `folder/<prefix>-NNNNN.warc.gz`, a new file past `max_bytes`."""
 
     def __init__(self, folder: str, prefix: str, max_bytes: int, software: str):
-        self.folder, self.prefix, self.max_bytes, self.software = folder, prefix, max_bytes, software
+        self.folder, self.prefix = folder, prefix
+        self.max_bytes, self.software = max_bytes, software
         self.files: list[str] = []
         self._raw = self._writer = None
 

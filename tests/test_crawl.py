@@ -6,6 +6,7 @@ import gzip
 import json
 import time
 from collections import defaultdict
+from dataclasses import replace
 
 import pytest
 from warcio.archiveiterator import ArchiveIterator
@@ -223,3 +224,36 @@ def test_the_crawl_command(sites, tmp_path):
     assert list((tmp_path / "ds" / "scrape" / "data").glob("crawl-r00-*.warc.gz"))
     assert not (tmp_path / "ds" / "extract").exists()  # crawl alone: the scrape stage only
     assert private.connections == 0
+
+
+def test_patterns_caps_and_a_sitemap_bomb(tmp_path):
+    """Include/exclude patterns, the per-host and total caps, and a gzip sitemap that inflates
+    past its cap: each a counted reason, the bomb never expanded in full."""
+    import zlib
+
+    z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    head = b'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+    bomb = z.compress(head) + b"".join(z.compress(b" " * (1 << 20)) for _ in range(300)) + \
+        z.compress(b"</urlset>") + z.flush()
+    site = Site()
+    with serve({"*": site.handle}) as main:
+        a = f"http://a.example.com:{main.port}"
+        locs = [f"{a}/keep/{i}" for i in range(8)] + [f"{a}/keep/skip-{i}" for i in range(2)] \
+            + [f"{a}/other/{i}" for i in range(2)]
+        site.routes.update({
+            ("a.example.com", "/robots.txt"): text(
+                f"User-agent: *\nSitemap: {a}/s.xml\nSitemap: {a}/bomb.xml.gz\n".encode()),
+            ("a.example.com", "/s.xml"): text(
+                ('<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+                 + "".join(f"<url><loc>{u}</loc></url>" for u in locs) + "</urlset>").encode()),
+            ("a.example.com", "/bomb.xml.gz"): text(bomb, "application/gzip"),
+            **{("a.example.com", f"/keep/{i}"): html(page(f"K{i}")) for i in range(8)}})
+        config = crawl_config(a, main.port, include=(r"/keep/",), exclude=(r"skip",),
+                              max_pages_per_host=5, sitemap_max_bytes=5_000_000)
+        config = replace(config, crawl=replace(config.crawl, seeds=(f"{a}/keep/0",), depth=0))
+        result = jobs.run_crawl(str(tmp_path), config, log=lambda _: None)
+    rejected = result.counts["rejected"]
+    assert rejected["not_included"] == 2 and rejected["excluded"] == 2
+    assert rejected["host_cap"] == 3 and rejected["sitemap_too_large"] == 1
+    assert result.counts["records_out"] == 5
+    assert not [r for r in main.log if "/other/" in r.path or "skip" in r.path]
