@@ -190,6 +190,8 @@ def run_crawl_bench(args, work: Path) -> dict:
         times.sort()
         page_gaps += [b - a for a, b in zip(times, times[1:])]
     page_times = sorted(t for ts in pages_by_host.values() for t in ts)
+    firsts = [ts[0] - page_times[0] for ts in pages_by_host.values()]
+    windows = [ts[-1] - ts[0] for ts in pages_by_host.values()]
     round_start = next((t for t, m in lines if "round 0" in m), None)
     lanes = crawl.lanes or max(1, engine.workers)
     per_lane: dict[int, list[str]] = defaultdict(list)
@@ -213,8 +215,11 @@ def run_crawl_bench(args, work: Path) -> dict:
         "beam_start": (page_times[0] - round_start) if round_start and page_times else None,
         "fetch": (page_times[-1] - page_times[0]) if page_times else None,
         "finish": (ended - page_times[-1]) if page_times else None,
+        "first_spread": max(firsts) if firsts else None,
+        "host_window": statistics.mean(windows) if windows else None,
+        "host_window_max": max(windows) if windows else None,
         "lanes": lanes, "lane_rows": lane_rows, "empty_pipeline": empty,
-        "warcs": jobs.scraped_warcs(str(root)),
+        "warcs": jobs.scraped_warcs(str(root)), "log": requests,
     }
 
 
@@ -369,6 +374,13 @@ def report(args, crawl: dict | None, reads: list[dict]) -> None:
         print(f"| {fmt(crawl['discovery'], '.2f', ' s')} | {fmt(crawl['beam_start'], '.2f', ' s')}"
               f" | {fmt(crawl['fetch'], '.2f', ' s')} | {fmt(crawl['finish'], '.2f', ' s')} | "
               f"{crawl['wall']:.2f} s | {crawl['empty_pipeline']:.2f} s |")
+        print()
+        print(f"inside the fetch window: each host's first page request came up to "
+              f"{fmt(crawl['first_spread'], '.2f')} s after the first host's (the driver fetched "
+              f"the sitemaps one after another, and each host's pace carries over from its "
+              f"sitemap request); one host's first to last page took {fmt(crawl['host_window'], '.2f')} s "
+              f"on average, {fmt(crawl['host_window_max'], '.2f')} s at most, against "
+              f"(pages-1) x delay = {(args.pages - 1) * args.delay:.2f} s.")
         print()
         ideal = (args.pages - 1) * args.delay
         print(f"lanes (seconds from the first page request; one host alone needs at least "

@@ -791,6 +791,8 @@ def parser() -> argparse.ArgumentParser:
                            "scrape stage alone); again into the same folder: a refresh")
     crawl.add_argument("--output", required=True, help="dataset folder (its scrape/ holds the "
                        "WARC files)")
+    crawl.add_argument("--snapshot", help="name of this crawl's snapshot; a new name moves the "
+                       "folder's earlier crawl to snapshots/<name>/, and this one refreshes it")
     add_crawl_args(crawl)
     common_args(crawl, cmd_crawl, output=True)
 

@@ -6,6 +6,7 @@ Stage folders under a dataset root: scrape/ extract/ filter/ dedup/ shard/ token
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import asdict
 
 from pipelines import crawl, dedup, extract, filters, shard, tokenize
@@ -34,18 +35,36 @@ def upstream(root: str, name: str) -> tuple[list[str], list[dict]]:
     return urls, [{"path": stage.url("manifest.json"), "sha256": stage.manifest_sha256()}]
 
 
+def earlier_crawls(root: str) -> list[StageDir]:
+    """The finished crawls under `root`: those of earlier snapshots (`snapshots/<name>/scrape`)
+    and the one in `scrape/`, oldest first (by their manifests' times)."""
+    found = []
+    here = StageDir(root, crawl.STAGE)
+    names = [crawl.STAGE]
+    snapshots = posixpath.join(here.path.rsplit("/", 1)[0], "snapshots")
+    if here.fs.exists(snapshots):
+        names += [f"snapshots/{posixpath.basename(p)}/{crawl.STAGE}"
+                  for p in here.fs.ls(snapshots, detail=False)]
+    for name in names:
+        stage = StageDir(root, name)
+        if stage.manifest() is not None:
+            info = stage.fs.info(stage.local("manifest.json"))
+            found.append((info.get("mtime") or info.get("created") or 0, name, stage))
+    return [stage for _, _, stage in sorted(found, key=lambda f: (float(f[0]), f[1]))]
+
+
 def run_crawl(root: str, config: PipelineConfig, log=print) -> StageResult:
-    """Crawl `config.crawl.seeds` into the scrape folder. When the folder already holds a
-    finished crawl, its responses' ETag and Last-Modified make this one a refresh: conditional
-    requests, and a 304 archived as an `unchanged` revisit."""
+    """Crawl `config.crawl.seeds` into the scrape folder. When the root holds finished crawls
+    (in `scrape/`, or an earlier snapshot's under `snapshots/`), their responses' ETag and
+    Last-Modified make this one a refresh: conditional requests, and a 304 archived as an
+    `unchanged` revisit."""
     from pipelines.stage import sha256_json
     from pipelines.warc_out import validators
 
-    previous = StageDir(root, crawl.STAGE)
     tags = {}
-    if previous.manifest() is not None:
-        tags = validators([previous.url(p[len(previous.path) + 1:])
-                           for p in previous.files(DATA_DIR, ".warc.gz")])
+    for previous in earlier_crawls(root):  # the newest last: its validators win
+        tags.update(validators([previous.url(p[len(previous.path) + 1:])
+                                for p in previous.files(DATA_DIR, ".warc.gz")]))
     return run_stage(
         root, crawl.STAGE, inputs=[{"seeds": list(config.crawl.seeds),
                                      "previous": sha256_json(tags)}],

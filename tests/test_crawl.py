@@ -224,6 +224,15 @@ def test_the_crawl_command(sites, tmp_path):
     assert list((tmp_path / "ds" / "scrape" / "data").glob("crawl-r00-*.warc.gz"))
     assert not (tmp_path / "ds" / "extract").exists()  # crawl alone: the scrape stage only
     assert private.connections == 0
+    # a new snapshot: the earlier crawl is kept under snapshots/, and this one refreshes it
+    out = corpus("crawl", "--seeds-file", str(seeds), "--output", str(tmp_path / "ds"),
+                 "--snapshot", "week-2", "--delay", "0.05", "--deadline", "2",
+                 "--allow-address", "127.0.0.1/32", "--workers", "1",
+                 *[x for h in HOSTS for x in ("--resolve", f"{h}=127.0.0.1")])
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "ds" / "snapshots" / "local" / "scrape" / "_SUCCESS").exists()
+    revisits = [url for kind, url, _, _ in warc_records(tmp_path / "ds") if kind == "revisit"]
+    assert {f"{a}/", f"{a}/p1", f"{a}/p2", f"{a}/p3"} <= set(revisits)
 
 
 def test_patterns_caps_and_a_sitemap_bomb(tmp_path):
