@@ -137,6 +137,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True  # a handler still dripping must not hold up the test's end
+    # socketserver's listen queue of 5 overflows when many crawler threads connect at once: the
+    # kernel drops the attempt and the client retries a second later (a stall, not politeness)
+    request_queue_size = 128
 
     def __init__(self, address, owner: "LocalServer", tls: ssl.SSLContext | None):
         self.owner, self.tls = owner, tls
