@@ -320,20 +320,28 @@ def corpus_dir(work: Path, docs: int, seed: int, files: int) -> Path:
     return work / f"corpus-{docs}-seed{seed}-files{files}"
 
 
-def main() -> None:
-    if len(sys.argv) == 7 and sys.argv[1] == "--_ours-job":
-        run_ours_job(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6])
-        return
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def corpus_arguments(description: str, sides, work_holds: str) -> argparse.ArgumentParser:
+    """The options every benchmark on the dedup corpus takes: its size and layout, workers,
+    repeats, sides and the work folder."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--docs", type=int, default=25_000, help="base documents (default 25000)")
     ap.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
     ap.add_argument("--files", type=int, default=16, help="Parquet files (default 16)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes each side")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each side (default 1)")
-    ap.add_argument("--only", choices=SIDES, action="append",
-                    help="run this side only (repeatable; default: all three)")
+    ap.add_argument("--only", choices=sides, action="append",
+                    help=f"run this side only (repeatable; default: all {len(sides)})")
     ap.add_argument("--work", default=str(DEFAULT_WORK),
-                    help=f"work folder: corpora (kept) and run outputs (default {DEFAULT_WORK})")
+                    help=f"work folder: {work_holds} (default {DEFAULT_WORK})")
+    return ap
+
+
+def main() -> None:
+    if len(sys.argv) == 7 and sys.argv[1] == "--_ours-job":
+        run_ours_job(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6])
+        return
+    ap = corpus_arguments(__doc__.splitlines()[0], SIDES,
+                          "corpora (kept) and run outputs")
     ap.add_argument("--ours-config", action="append", default=[], metavar="KEY=VALUE",
                     help="a DedupConfig field for ours, e.g. threshold=0.8 (repeatable)")
     ap.add_argument("--no-netns", action="store_true", help="do not run in a network namespace")

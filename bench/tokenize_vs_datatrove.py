@@ -57,7 +57,6 @@ texts). Linux only (/proc). On a shared machine timings are noisy: compare CPU s
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -431,21 +430,12 @@ def main() -> None:
     import shutil
 
     import dedup_corpus
-    from dedup_vs_datatrove import DEFAULT_WORK, corpus_dir
+    from dedup_vs_datatrove import corpus_arguments, corpus_dir
     from extract_vs_datatrove import ensure_datatrove_env, measure, netns_prefix
     from machine import cpu_name
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--docs", type=int, default=25_000, help="base documents (default 25000)")
-    ap.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
-    ap.add_argument("--files", type=int, default=16, help="Parquet files (default 16)")
-    ap.add_argument("--workers", type=int, default=2, help="worker processes each side")
-    ap.add_argument("--repeat", type=int, default=1, help="runs of each side (default 1)")
-    ap.add_argument("--only", choices=SIDES, action="append",
-                    help="run this side only (repeatable; default: all three)")
-    ap.add_argument("--work", default=str(DEFAULT_WORK),
-                    help=f"work folder: corpora and tokenizers (kept), run outputs "
-                         f"(default {DEFAULT_WORK})")
+    ap = corpus_arguments(__doc__.splitlines()[0], SIDES,
+                          "corpora and tokenizers (kept), run outputs")
     ap.add_argument("--shuffle-seed", type=int, default=0,
                     help="seed of both sides' shuffles (default 0)")
     ap.add_argument("--vocab", type=int, default=32_000, help="tokenizer size (default 32000)")
