@@ -66,8 +66,8 @@ def run_crawl(root: str, config: PipelineConfig, log=print) -> StageResult:
         tags.update(validators([previous.url(p[len(previous.path) + 1:])
                                 for p in previous.files(DATA_DIR, ".warc.gz")]))
     return run_stage(
-        root, crawl.STAGE, inputs=[{"seeds": list(config.crawl.seeds),
-                                     "previous": sha256_json(tags)}],
+        root, crawl.STAGE, code="pipelines.crawl",
+        inputs=[{"seeds": list(config.crawl.seeds), "previous": sha256_json(tags)}],
         config={"crawl": asdict(config.crawl), "snapshot": config.snapshot},
         build=lambda st: crawl.build_crawl(st, config.crawl, config.engine, tags, log),
         count_out=crawl.count_archived,
@@ -94,7 +94,8 @@ def describe_inputs(urls: list[str], read: ReadConfig) -> list[dict]:
 
 def run_extract(root: str, input_urls: list[str], config: PipelineConfig) -> StageResult:
     return run_stage(
-        root, extract.STAGE, inputs=describe_inputs(input_urls, config.read),
+        root, extract.STAGE, code="pipelines.extract",
+        inputs=describe_inputs(input_urls, config.read),
         config={"extract": asdict(config.extract), "read": asdict(config.read),
                 "snapshot": config.snapshot, "shards": config.shard.num_shards},
         build=lambda st: extract.build_extract(st, input_urls, config.extract, config.read,
@@ -111,7 +112,8 @@ def run_filter(root: str, config: PipelineConfig) -> StageResult:
         fs, path = fsspec.core.url_to_fs(blocklist)
         inputs = inputs + [{"path": blocklist, "sha256": sha256_file(fs, path)}]
     return run_stage(
-        root, filters.STAGE, inputs=inputs, config={"filter": asdict(config.filter)},
+        root, filters.STAGE, code="pipelines.filters", inputs=inputs,
+        config={"filter": asdict(config.filter)},
         build=lambda st: filters.build_filter(st, urls, config.filter, config.shard.num_shards,
                                               config.engine))
 
@@ -133,7 +135,7 @@ def run_dedup(root: str, config: PipelineConfig) -> StageResult:
         return {}
 
     return run_stage(
-        root, dedup.STAGE, inputs=inputs,
+        root, dedup.STAGE, code="pipelines.dedup", inputs=inputs,
         config={"dedup": asdict(config.dedup), "snapshot": config.snapshot},
         build=lambda st: dedup.build_dedup(st, urls, config.dedup, config.engine,
                                            snapshot=config.snapshot, index=index),
@@ -143,7 +145,8 @@ def run_dedup(root: str, config: PipelineConfig) -> StageResult:
 def run_shard(root: str, config: PipelineConfig) -> StageResult:
     urls, inputs = upstream(root, dedup.STAGE)
     return run_stage(
-        root, shard.STAGE, inputs=inputs, config={"shard": config.shard.__dict__},
+        root, shard.STAGE, code="pipelines.shard", inputs=inputs,
+        config={"shard": config.shard.__dict__},
         build=lambda st: shard.build_shard(st, urls, config.shard, config.engine))
 
 
@@ -165,7 +168,7 @@ def run_tokenize(root: str, config: PipelineConfig, log=print) -> StageResult:
         return counters
 
     return run_stage(
-        root, tokenize.STAGE, inputs=inputs,
+        root, tokenize.STAGE, code="pipelines.tokenize", inputs=inputs,
         config={"tokenize": asdict(config.tokenize), "seed": config.seed},
         build=build, count_out=tokenize.count_packed_documents,
         extra=lambda st: {"tokens": tokenize.token_info(

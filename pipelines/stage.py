@@ -152,17 +152,23 @@ class StageResult:
 def run_stage(root: str, name: str, *, inputs: list[dict], config: dict,
               build: Callable[[StageDir], dict[str, int]],
               count_out: Callable[[StageDir], int] | None = None,
-              extra: Callable[[StageDir], dict] | None = None) -> StageResult:
+              extra: Callable[[StageDir], dict] | None = None,
+              code: str | None = None) -> StageResult:
     """Run one stage under the output contract.
 
     `inputs` describe what the stage read ({"path", "sha256"} each), `config` its settings;
-    together with the code version they make the fingerprint. `build(stage_dir)` runs the job and
-    returns its counters, which must hold "records_in". Records out are counted from the written
-    data files (`count_out`, default: Parquet rows under data/), rejects from `rejected/`.
+    together with the code (`code`: the stage's module, hashed with every project module it
+    imports; else the package version) they make the fingerprint. `build(stage_dir)` runs the
+    job and returns its counters, which must hold "records_in". Records out are counted from the
+    written data files (`count_out`, default: Parquet rows under data/), rejects from
+    `rejected/`.
     """
+    from pipelines.code_hash import code_fingerprint
+
     stage = StageDir(root, name)
+    code_sha = code_fingerprint(code) if code else code_version()
     fingerprint = sha256_json({"stage": name, "inputs": inputs, "config": config,
-                               "code": code_version(), "manifest_version": MANIFEST_VERSION})
+                               "code": code_sha, "manifest_version": MANIFEST_VERSION})
     done = stage.manifest()
     if done is not None and done.get("fingerprint") == fingerprint:
         return StageResult(name, done, skipped=True)
@@ -193,6 +199,7 @@ def run_stage(root: str, name: str, *, inputs: list[dict], config: dict,
         "config": config,
         "config_sha256": sha256_json(config),
         "code_version": code_version(),
+        "code_sha256": code_sha,  # the stage module and the project modules it imports
         "counts": {"records_in": records_in, "records_out": records_out, "rejected": rejected},
         "files": data_files,
         "rejected_files": describe_files(stage, REJECTED_DIR, parquet_rows),

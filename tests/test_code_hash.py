@@ -1,0 +1,47 @@
+"""A stage's fingerprint follows its code: editing a module reruns the stages that import it (and,
+through their manifests, the stages after them), and nothing else."""
+
+import shutil
+
+from pipelines import code_hash, jobs
+from pipelines.code_hash import closure, code_fingerprint
+from schemas.config import EngineConfig, PipelineConfig
+from tests.conftest import ROOT, shared
+
+
+def test_the_closure_follows_imports_and_an_edit_changes_only_its_importers(tmp_path):
+    assert "pipelines.quality" in closure("pipelines.filters")
+    assert "pipelines.quality" not in closure("pipelines.extract")
+    assert "pipelines.html" in closure("pipelines.extract")
+    for package in ("pipelines", "schemas"):
+        shutil.copytree(ROOT / package, tmp_path / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    before = {m: code_fingerprint(m, tmp_path) for m in ("pipelines.extract", "pipelines.filters")}
+    quality = tmp_path / "pipelines" / "quality.py"
+    quality.write_text(quality.read_text() + "\n# a changed threshold\n")
+    code_fingerprint.cache_clear()
+    after = {m: code_fingerprint(m, tmp_path) for m in ("pipelines.extract", "pipelines.filters")}
+    assert after["pipelines.extract"] == before["pipelines.extract"]
+    assert after["pipelines.filters"] != before["pipelines.filters"]
+
+
+def test_editing_the_filter_reruns_filter_and_what_follows(tmp_path, monkeypatch):
+    config = PipelineConfig(engine=EngineConfig(workers=1, running_mode="in_memory"))
+    warcs = sorted(str(p) for p in shared("warc").glob("*.warc.gz"))
+    root = str(tmp_path)
+
+    def build():
+        results = [jobs.run_extract(root, warcs, config)]
+        results += [run(root, config) for run in (jobs.run_filter, jobs.run_dedup, jobs.run_shard)]
+        return {r.name: r.skipped for r in results}
+
+    assert build() == {"extract": False, "filter": False, "dedup": False, "shard": False}
+    assert build() == {"extract": True, "filter": True, "dedup": True, "shard": True}
+    real = code_hash.code_fingerprint
+
+    def edited(module, root=code_hash.ROOT):  # as if pipelines/quality.py had been edited
+        value = real(module, root)
+        return value[::-1] if "pipelines.quality" in closure(module, root) else value
+
+    monkeypatch.setattr(code_hash, "code_fingerprint", edited)
+    assert build() == {"extract": True, "filter": False, "dedup": False, "shard": False}
