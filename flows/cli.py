@@ -650,7 +650,47 @@ def common_args(p, func, output: bool) -> None:
                        "wrote is removed; other files are left alone)")
     add_engine_args(p)
     add_train_args(p)
+    add_verbosity_args(p)
     p.set_defaults(func=func)
+
+
+def add_verbosity_args(p) -> None:
+    loud = p.add_mutually_exclusive_group()
+    loud.add_argument("-q", "--quiet", action="store_true",
+                      help="only warnings, errors and the final table")
+    loud.add_argument("-v", "--verbose", action="store_true",
+                      help="debug logs of the flow and its tasks too")
+
+
+def set_verbosity(args) -> None:
+    """Prefect reads its log level when it is first imported, which happens after this."""
+    if getattr(args, "quiet", False):
+        os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+    elif getattr(args, "verbose", False):
+        os.environ["PREFECT_LOGGING_LEVEL"] = "DEBUG"
+
+
+def version_text() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from pipelines.code_hash import tree_fingerprint
+
+    try:
+        number = version("corpus-builder")
+    except PackageNotFoundError:  # a source tree that is not installed
+        number = "unknown"
+    return f"corpus {number} (code {tree_fingerprint()[:12]})"
+
+
+class VersionAction(argparse.Action):
+    """--version, worked out only when asked for (it reads every source file)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit(0)
 
 
 def add_build_args(build) -> None:
@@ -766,6 +806,8 @@ def parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="corpus", description="Build a web corpus (scrape, extract, filter by quality and "
         "language, dedup, shard to Parquet, tokenize) and train a GPT on it, as one Prefect flow.")
+    p.add_argument("--version", action=VersionAction,
+                   help="print the version and a hash of this checkout's code, and exit")
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     demo = sub.add_parser("demo", help="generate a sample web site, serve it on 127.0.0.1 and "
@@ -840,6 +882,7 @@ def main(argv: list[str] | None = None) -> int:
         interrupt.install()
     quiet_known_noise()
     args = parser().parse_args(argv)
+    set_verbosity(args)
     try:
         return args.func(args)
     except (UserError, RootError) as err:

@@ -59,3 +59,12 @@ def code_fingerprint(module: str, root: Path = ROOT) -> str:
     for name in closure(module, root):
         digest.update(name.encode() + b"\0" + module_file(name, root).read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def tree_fingerprint(root: Path = ROOT) -> str:
+    """sha256 over every source file of the project's packages: names a checkout's code."""
+    digest = hashlib.sha256()
+    for package in (*PROJECT, "flows", "trainer"):
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()

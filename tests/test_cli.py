@@ -80,3 +80,12 @@ def test_first_run_on_real_crawls_is_clean(tmp_path):
     table = out.stdout[out.stdout.index("stage "):]
     for stage in ("extract", "filter", "dedup", "shard", "tokenize"):
         assert f"{tmp_path / 'ds' / stage}" in table
+
+
+def test_version_and_verbosity_flags():
+    out = corpus("--version")
+    assert out.returncode == 0
+    name, number, code = out.stdout.split(maxsplit=2)
+    assert name == "corpus" and number[0].isdigit() and code.startswith("(code ")
+    one_line_error(corpus("build", "-q", "-v", "--input", "x", "--output", "y"),
+                   "not allowed with")
