@@ -355,20 +355,45 @@ class PipelineConfig:
         return _build(cls, data)
 
 
-def _build(cls, data: dict):
+def _build(cls, data: dict, path: str = ""):
+    """`cls` from a dict (JSON, TOML): unknown keys and values of the wrong type are errors that
+    name the key (`filter.quality.min_words`)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{path or 'config'}: expected a table of settings, got {data!r}")
     kwargs = {}
     known = {f.name: f for f in fields(cls)}
-    unknown = set(data) - set(known)
+    unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} settings: {sorted(unknown)}")
+        where = ", ".join(f"{path}.{k}" if path else k for k in unknown)
+        raise ValueError(f"unknown setting(s) {where}; {path or 'the config'} has "
+                         f"{', '.join(sorted(known))}")
     for name, value in data.items():
-        default = known[name].default_factory() if callable(known[name].default_factory) else None
-        if is_dataclass(default) and isinstance(value, dict):
-            value = _build(type(default), value)
-        elif isinstance(value, list):
-            value = tuple(value)
+        key = f"{path}.{name}" if path else name
+        f = known[name]
+        default = f.default_factory() if callable(f.default_factory) else f.default
+        if is_dataclass(default):
+            value = _build(type(default), value, key)
+        else:
+            if isinstance(value, list):
+                value = tuple(value)
+            _check_type(key, value, default)
         kwargs[name] = value
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as err:
+        raise ValueError(f"{path or 'config'}: {err}") from None
+
+
+def _check_type(key: str, value, default) -> None:
+    """A value of the default's kind (an int where a float is expected is fine; None allowed
+    where the default is None)."""
+    if default is None or value is None:
+        return
+    expected = type(default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return
+    if isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
+        raise ValueError(f"{key}: expected {expected.__name__}, got {value!r}")
 
 
 def fingerprint(section) -> str:

@@ -136,15 +136,18 @@ def test_each_stage_published_its_counts_artifact(demo):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    keys = [f"{s}-counts" for s in STAGES] + ["corpus-summary", "train-metrics"]
+    from flows.corpus_flow import artifact_key
+
+    keys = [artifact_key(str(demo), name) for name in
+            [f"{s}-counts" for s in STAGES] + ["corpus-summary", "train-metrics"]]
+    assert keys[0] == f"{demo.name.lower().replace('_', '-')}-scrape-counts"
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
     found = {a.key: a for a in artifacts}
     assert set(keys) <= set(found)
-    scrape = json.loads(found["scrape-counts"].data) if isinstance(found["scrape-counts"].data,
-                                                                   str) \
-        else found["scrape-counts"].data
+    data = found[keys[0]].data
+    scrape = json.loads(data) if isinstance(data, str) else data
     assert {"measure": "rejected: robots_disallowed", "count": 1} in scrape
 
 
