@@ -266,9 +266,11 @@ def beam_option(text: str) -> str:
 
 
 def build_config(args) -> PipelineConfig:
-    data: dict = {"engine": {"workers": args.workers, "running_mode": args.running_mode,
-                             "runner": args.runner, "pipeline_args": args.beam_options},
-                  "train": {}, "read": {}, "extract": {}, "filter": {}}
+    """The config file (`--config`), then the flags given on top of it."""
+    engine = {name: getattr(args, option) for option, name in (
+        ("workers", "workers"), ("running_mode", "running_mode"), ("runner", "runner"),
+        ("beam_options", "pipeline_args")) if getattr(args, option, None)}
+    data: dict = {"engine": engine, "train": {}, "read": {}, "extract": {}, "filter": {}}
     if getattr(args, "langs", None):
         data["filter"]["langs"] = [x.strip() for x in args.langs.split(",") if x.strip()]
     if getattr(args, "snapshot", None):
@@ -294,6 +296,13 @@ def build_config(args) -> PipelineConfig:
     data["train"] = train_settings(args)
     data["dedup"] = dedup_settings(args)
     data["tokenize"] = tokenize_settings(args)
+    if getattr(args, "config", None):
+        from flows.config_file import ConfigFileError, load, merge
+
+        try:
+            data = merge(load(args.config), data)
+        except ConfigFileError as err:
+            raise UserError(str(err)) from None
     try:
         config = PipelineConfig.from_dict(data)
         config.train.micro_steps(config.train.nproc)  # a global batch the processes can make
@@ -553,6 +562,13 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_config(args) -> int:
+    from flows.config_file import to_toml
+
+    print(to_toml(build_config(args).to_dict()))
+    return 0
+
+
 def cmd_why(args) -> int:
     from pipelines.ledger import describe, trace
     from pipelines.stage import MARKER
@@ -577,13 +593,15 @@ def cmd_why(args) -> int:
 
 
 def add_engine_args(p):
-    p.add_argument("--workers", type=positive_int, default=EngineConfig.workers,
-                   help="Beam worker processes of the local FnApiRunner (default %(default)s)")
-    p.add_argument("--running-mode", default=EngineConfig.running_mode,
-                   choices=["multi_processing", "multi_threading", "in_memory"],
-                   help="how the local FnApiRunner runs its workers (default %(default)s)")
-    p.add_argument("--runner", default=EngineConfig.runner, metavar="NAME",
-                   help="Beam runner of every stage (default %(default)s, on this machine): "
+    p.add_argument("--workers", type=positive_int,
+                   help=f"Beam worker processes of the local FnApiRunner (default "
+                   f"{EngineConfig.workers})")
+    p.add_argument("--running-mode", choices=["multi_processing", "multi_threading", "in_memory"],
+                   help=f"how the local FnApiRunner runs its workers (default "
+                   f"{EngineConfig.running_mode})")
+    p.add_argument("--runner", metavar="NAME",
+                   help=f"Beam runner of every stage (default {EngineConfig.runner}, on this "
+                   "machine): "
                    "PortableRunner, FlinkRunner, SparkRunner or DataflowRunner submit the same "
                    "jobs elsewhere, configured with --beam-option; the dataset folder must then "
                    "be reachable by every worker (README: Running on other Beam runners)")
@@ -648,6 +666,9 @@ def common_args(p, func, output: bool) -> None:
         p.add_argument("--overwrite", action="store_true",
                        help="replace the dataset the output folder holds (only what a dataset "
                        "wrote is removed; other files are left alone)")
+    p.add_argument("--config", metavar="FILE.toml",
+                   help="a TOML file of settings for every stage (README, Configuration); "
+                   "flags given here override it")
     add_engine_args(p)
     add_train_args(p)
     add_verbosity_args(p)
@@ -861,6 +882,11 @@ def parser() -> argparse.ArgumentParser:
     why.add_argument("--dataset", required=True, help="dataset folder (local or fsspec URL)")
     why.add_argument("--json", action="store_true", help="print the answer as JSON")
     why.set_defaults(func=cmd_why)
+
+    config = sub.add_parser("config", help="print the effective config (defaults, then "
+                            "--config FILE, then flags) as TOML")
+    config.add_argument("action", choices=["show"])
+    common_args(config, cmd_config, output=False)
 
     from flows.model_cli import add_model_commands
     add_model_commands(sub)

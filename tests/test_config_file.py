@@ -1,0 +1,54 @@
+"""The TOML config file: every stage's settings, validated with errors that name the key, flags on
+top, and `corpus config show` printing the effective config."""
+
+import tomllib
+
+import pytest
+
+from flows.cli import UserError, build_config, parser
+from schemas.config import PipelineConfig
+from tests.test_cli import corpus, one_line_error
+
+
+def config_of(*args):
+    return build_config(parser().parse_args(["config", "show", *args]))
+
+
+def test_a_file_sets_every_section_and_flags_win(tmp_path):
+    path = tmp_path / "corpus.toml"
+    path.write_text('seed = 3\nsnapshot = "2026-w48"\n[dedup]\nthreshold = 0.7\nkeep = '
+                    '"longest_text"\n[filter.quality]\nmin_chars = 80\n[tokenize]\n'
+                    'vocab_size = 4096\n[train]\nsteps = 50\npreset = "gpt2"\n[engine]\n'
+                    'workers = 1\n[crawl]\nseeds = ["https://example.org/"]\ndelay_s = 2\n')
+    cfg = config_of("--config", str(path), "--steps", "70", "--workers", "2")
+    assert (cfg.seed, cfg.snapshot, cfg.dedup.threshold, cfg.dedup.keep) == \
+        (3, "2026-w48", 0.7, "longest_text")
+    assert cfg.filter.quality.min_chars == 80 and cfg.tokenize.vocab_size == 4096
+    assert cfg.train.steps == 70 and cfg.engine.workers == 2  # the flags win
+    assert cfg.crawl.seeds == ("https://example.org/",) and cfg.crawl.delay_s == 2
+    assert config_of() == PipelineConfig()
+
+
+def test_mistakes_name_their_key(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[dedup]\nthreshhold = 0.7\n")
+    with pytest.raises(UserError, match=r"dedup\.threshhold.*dedup has .*threshold"):
+        config_of("--config", str(bad))
+    bad.write_text("[filter.quality]\nmin_chars = \"eighty\"\n")
+    with pytest.raises(UserError, match=r"filter\.quality\.min_chars: expected int"):
+        config_of("--config", str(bad))
+    bad.write_text("[train\nsteps = 1\n")
+    with pytest.raises(UserError, match="not valid TOML"):
+        config_of("--config", str(bad))
+    with pytest.raises(UserError, match="no such file"):
+        config_of("--config", str(tmp_path / "absent.toml"))
+
+
+def test_config_show_prints_toml_that_reads_back(tmp_path):
+    out = corpus("config", "show", "--steps", "12")
+    assert out.returncode == 0, out.stderr
+    shown = PipelineConfig.from_dict(tomllib.loads(out.stdout))
+    assert shown.train.steps == 12 and shown.dedup == PipelineConfig().dedup
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[shard]\nnum_shards = -1\nwhatever = 1\n")
+    one_line_error(corpus("config", "show", "--config", str(bad)), "shard.whatever")
