@@ -32,7 +32,7 @@ LOCK_FILE = ".corpus.lock"
 # Everything a build, a demo or a training run writes at the top of a dataset root.
 STAGE_FOLDERS = ("scrape", "extract", "filter", "dedup", "shard", "tokenize", "train")
 SNAPSHOTS_DIR = "snapshots"
-OWNED = (*STAGE_FOLDERS, "site", INDEX_DIR, SNAPSHOTS_DIR, DATASET_FILE)
+OWNED = (*STAGE_FOLDERS, "site", INDEX_DIR, SNAPSHOTS_DIR, DATASET_FILE, "dashboard.jsonl")
 
 
 # Locks this process holds, (filesystem, path, pid): released on Ctrl-C too (flows/interrupt.py).

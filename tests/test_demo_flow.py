@@ -148,6 +148,24 @@ def test_each_stage_published_its_counts_artifact(demo):
     assert set(keys) <= set(found)
     data = found[keys[0]].data
     scrape = json.loads(data) if isinstance(data, str) else data
+    quality_keys = [artifact_key(str(demo), n) for n in
+                    ("filter-quality", "dedup-quality", "dedup-samples", "trend", "train-curves")]
+    with get_client(sync_client=True) as client:
+        more = {a.key: a for a in client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=quality_keys)))}
+    assert set(quality_keys) <= set(more)
+    rows = more[quality_keys[0]].data
+    rows = json.loads(rows) if isinstance(rows, str) else rows
+    measures = {r["measure"]: r["value"] for r in rows}
+    assert 0.99 < sum(v for k, v in measures.items() if k.startswith("language ")) <= 1.0001
+    assert measures["length p10 (chars)"] <= measures["length p90 (chars)"]
+    dedup = more[quality_keys[1]].data
+    dedup = {r["measure"]: r["value"] for r in (json.loads(dedup) if isinstance(dedup, str)
+                                                 else dedup)}
+    assert dedup["duplicate rate, this snapshot"] > 0  # the demo site plants duplicates
+    assert "| rejected | reason |" in more[quality_keys[2]].data
+    assert "documents" in more[quality_keys[3]].data and "`" in more[quality_keys[3]].data
+    assert "loss" in more[quality_keys[4]].data
     assert {"measure": "rejected: robots_disallowed", "count": 1} in scrape
 
 
