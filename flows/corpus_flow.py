@@ -78,34 +78,52 @@ def publish(root: str, result: StageResult) -> dict:
     return stage_summary(root, result)
 
 
-@task(name="scrape", cache_policy=NO_CACHE)
+# Errors worth a second try: a network hiccup, a lost worker connection. Anything else (a bug, a
+# bad input, a full disk) fails at once: retrying it would only repeat the traceback.
+TRANSIENT_ERRORS = (ConnectionError, TimeoutError)
+
+
+def transient(task, task_run, state) -> bool:
+    """Retry a stage task only when it failed on a transient error; a stage restarts clean."""
+    try:
+        error = state.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001 (no result to judge by: do not retry)
+        return False
+    return isinstance(error, TRANSIENT_ERRORS)
+
+
+STAGE_TASK = {"cache_policy": NO_CACHE, "retries": 2, "retry_delay_seconds": [2, 10],
+              "retry_condition_fn": transient}
+
+
+@task(name="scrape", **STAGE_TASK)
 def scrape_task(root: str, config: PipelineConfig) -> dict:
     """Crawl the config's seeds (a refresh when the folder holds an earlier crawl)."""
     logger = get_run_logger()
     return publish(root, jobs.run_crawl(root, config, log=logger.info))
 
 
-@task(name="extract", cache_policy=NO_CACHE)
+@task(name="extract", **STAGE_TASK)
 def extract_task(root: str, input_urls: list[str], config: PipelineConfig) -> dict:
     return publish(root, jobs.run_extract(root, input_urls, config))
 
 
-@task(name="filter", cache_policy=NO_CACHE)
+@task(name="filter", **STAGE_TASK)
 def filter_task(root: str, config: PipelineConfig) -> dict:
     return publish(root, jobs.run_filter(root, config))
 
 
-@task(name="dedup", cache_policy=NO_CACHE)
+@task(name="dedup", **STAGE_TASK)
 def dedup_task(root: str, config: PipelineConfig) -> dict:
     return publish(root, jobs.run_dedup(root, config))
 
 
-@task(name="shard", cache_policy=NO_CACHE)
+@task(name="shard", **STAGE_TASK)
 def shard_task(root: str, config: PipelineConfig) -> dict:
     return publish(root, jobs.run_shard(root, config))
 
 
-@task(name="tokenize", cache_policy=NO_CACHE)
+@task(name="tokenize", **STAGE_TASK)
 def tokenize_task(root: str, config: PipelineConfig) -> dict:
     return publish(root, jobs.run_tokenize(root, config, log=get_run_logger().info))
 
