@@ -331,8 +331,10 @@ def print_summary(summary: dict, out=None) -> None:
 
 def print_train(train: dict, out=None) -> None:
     out = out or sys.stdout
+    reused = ("  (already finished with the same tokens, config and starting point: "
+              "not repeated)") if train.get("skipped") else ""
     print(f"\ntraining: {train['steps']} steps on {train['world_size']} process(es) "
-          f"({train['device']}, {train['backend']}), output {train['output']}", file=out)
+          f"({train['device']}, {train['backend']}), output {train['output']}{reused}", file=out)
     print(f"loss: train {train['initial_train_loss']:.3f} -> {train['final_train_loss']:.3f}, "
           f"final validation loss {train['final_val_loss']:.4f} "
           f"(perplexity {train['val_perplexity']:.1f})", file=out)
@@ -527,7 +529,7 @@ def add_crawl_args(p) -> None:
 
 
 def cmd_train(args) -> int:
-    from flows.corpus_flow import DatasetError, train_dataset
+    from flows.corpus_flow import DatasetError, corpus_train
     from pipelines.jobs import StageNotFinished
 
     dataset = normalize_root(args.dataset)
@@ -551,8 +553,8 @@ def cmd_train(args) -> int:
     root = DatasetRoot(args.out or dataset)
     try:
         with root.lock("corpus train"):
-            result = train_dataset(dataset, build_config(args), out=args.out,
-                                   init_from=args.init_from, resume=args.resume, nodes=nodes)
+            result = corpus_train(dataset, build_config(args).to_dict(), out=args.out,
+                                  init_from=args.init_from, resume=args.resume, nodes=nodes)
     except StageNotFinished:
         raise UserError(f"{args.dataset} has no finished token shards (tokenize stage); run "
                         f"`corpus build` first") from None

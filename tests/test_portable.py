@@ -126,16 +126,16 @@ def data_files(root: Path) -> dict[str, str]:
     return out
 
 
-def archived(root: Path) -> dict[str, list[tuple]]:
-    """What each WARC file of the scrape stage holds: (URL, HTTP status, payload sha256)."""
-    out = {}
+def archived(root: Path) -> list[tuple]:
+    """What the scrape stage's WARC files hold, sorted: (URL, HTTP status, payload sha256). The
+    crawl spreads hosts over one lane per worker, so the engines' file names differ."""
+    out = []
     for path in sorted((root / "scrape" / "data").glob("*.warc.gz")):
         with open(path, "rb") as f:
-            out[path.name] = [(r.rec_headers.get_header("WARC-Target-URI"),
-                               r.http_headers.get_statuscode(),
-                               hashlib.sha256(r.content_stream().read()).hexdigest())
-                              for r in ArchiveIterator(f) if r.rec_type == "response"]
-    return out
+            out += [(r.rec_headers.get_header("WARC-Target-URI"), r.http_headers.get_statuscode(),
+                     hashlib.sha256(r.content_stream().read()).hexdigest())
+                    for r in ArchiveIterator(f) if r.rec_type == "response"]
+    return sorted(out)
 
 
 def accounting(root: Path) -> dict[str, tuple]:
@@ -154,7 +154,7 @@ def test_every_stage_gives_the_same_bytes_on_the_portable_runner(portable_engine
     build_all(portable, site_url, portable_engine, warcs=jobs.scraped_warcs(str(local)))
 
     assert archived(portable) == archived(local)
-    assert sum(map(len, archived(local).values())) > 30
+    assert len(archived(local)) > 30
     rejected = sorted((local / "scrape" / "rejected").glob("*.parquet"))
     assert rejected and [p.read_bytes() for p in rejected] == \
         [(portable / p.relative_to(local)).read_bytes() for p in rejected]
