@@ -904,9 +904,10 @@ def quiet_known_noise() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is None:  # the `corpus` command itself (not a caller's Python process): own Ctrl-C
-        from flows import interrupt
+    if argv is None:  # the `corpus` command itself (not a caller's Python process): own Ctrl-C,
+        from flows import interrupt  # and nothing it started outlives it, even after SIGKILL
 
+        interrupt.start_watchdog()
         interrupt.install()
     quiet_known_noise()
     args = parser().parse_args(argv)

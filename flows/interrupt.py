@@ -106,3 +106,45 @@ def install() -> None:
     """Called by the CLI before it starts any work."""
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
+
+
+def start_watchdog(poll_s: float = 0.5) -> int | None:
+    """Fork a small process that outlives this one only to clean up after it: it keeps a list of
+    this process's descendants (Prefect's temporary server, Beam workers, torchrun and its
+    trainers, extraction children), and when this process is gone (even killed with SIGKILL,
+    which no handler sees) it sends SIGTERM, then SIGKILL, to every one still running. Call it
+    first thing, before any thread exists (fork copies only the calling thread). Linux only
+    (/proc); elsewhere it does nothing and returns None."""
+    if not os.path.isdir("/proc") or not hasattr(os, "fork"):
+        return None
+    parent = os.getpid()
+    pid = os.fork()
+    if pid:
+        return pid
+    try:  # the watchdog: no Python clean-up of the parent's state, ever
+        os.setsid()  # its own session: a Ctrl-C meant for the command does not reach it
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):  # let go of the command's pipes: a reader waits for their end
+            os.dup2(devnull, fd)
+        me = os.getpid()
+        seen: set[int] = set()
+        while _alive(parent):
+            seen = {p for p in descendants(parent) if p != me} | \
+                {p for p in seen if _alive(p)}
+            time.sleep(poll_s)
+        left = [p for p in seen if _alive(p)]
+        for p in left:
+            left += [d for d in descendants(p) if d not in left]
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for p in left:
+                try:
+                    os.kill(p, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            deadline = time.monotonic() + 3.0
+            while sig == signal.SIGTERM and time.monotonic() < deadline and \
+                    any(_alive(p) for p in left):
+                time.sleep(0.1)
+    finally:
+        os._exit(0)
