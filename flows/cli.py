@@ -529,7 +529,7 @@ def add_crawl_args(p) -> None:
 
 
 def cmd_train(args) -> int:
-    from flows.corpus_flow import DatasetError, corpus_train
+    from flows.corpus_flow import DatasetError, corpus_train, preflight
     from pipelines.jobs import StageNotFinished
 
     dataset = normalize_root(args.dataset)
@@ -551,9 +551,11 @@ def cmd_train(args) -> int:
             raise UserError("--nnodes above 1 needs --rdzv-endpoint HOST:PORT (node 0's)")
         nodes = rendezvous_args(args.nnodes, args.node_rank, args.rdzv_endpoint)
     root = DatasetRoot(args.out or dataset)
+    config = build_config(args)
     try:
+        preflight(dataset, config, args.out, args.init_from, args.resume)
         with root.lock("corpus train"):
-            result = corpus_train(dataset, build_config(args).to_dict(), out=args.out,
+            result = corpus_train(dataset, config.to_dict(), out=args.out,
                                   init_from=args.init_from, resume=args.resume, nodes=nodes)
     except StageNotFinished:
         raise UserError(f"{args.dataset} has no finished token shards (tokenize stage); run "

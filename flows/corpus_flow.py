@@ -128,6 +128,26 @@ def tokenize_task(root: str, config: PipelineConfig) -> dict:
     return publish(root, jobs.run_tokenize(root, config, log=get_run_logger().info))
 
 
+def preflight(root: str, config: PipelineConfig, out: str | None = None,
+              init_from: str | None = None, resume: bool = False):
+    """Everything that can be wrong before training starts, as a StageNotFinished or a
+    DatasetError (the CLI checks this before it starts a flow run, so a user's mistake is one
+    line, not a failed run): (token stage, train stage, fingerprint, finished manifest)."""
+    tokens = jobs.finished(root, "tokenize")
+    check_trainable(tokens.path, config)
+    stage = StageDir(out or root, TRAIN_STAGE)
+    fingerprint = sha256_json({"tokens": tokens.manifest_sha256(),
+                               "train": config.train.__dict__, "init_from": init_from})
+    done = stage.manifest()
+    checkpoints = stage.files("checkpoints", "meta.json")
+    if resume and not checkpoints:
+        raise DatasetError(f"--resume: {stage.path} holds no checkpoint to continue from")
+    if not resume and checkpoints and done is None:
+        raise DatasetError(f"{stage.path} holds the checkpoints of an unfinished training run: "
+                           f"add --resume to continue it, or remove that folder to start over")
+    return tokens, stage, fingerprint, done
+
+
 def train_dataset(root: str, config: PipelineConfig, out: str | None = None,
                   init_from: str | None = None, log=print, resume: bool = False,
                   nodes: list[str] | None = None) -> dict:
@@ -137,21 +157,10 @@ def train_dataset(root: str, config: PipelineConfig, out: str | None = None,
     newest complete one, and without it a folder holding them is refused, not wiped."""
     from trainer.launch import TrainingStopped, launch_training
 
-    tokens = jobs.finished(root, "tokenize")
-    check_trainable(tokens.path, config)
-    stage = StageDir(out or root, TRAIN_STAGE)
-    fingerprint = sha256_json({"tokens": tokens.manifest_sha256(),
-                               "train": config.train.__dict__, "init_from": init_from})
-    done = stage.manifest()
+    tokens, stage, fingerprint, done = preflight(root, config, out, init_from, resume)
     if done is not None and done.get("fingerprint") == fingerprint and not resume:
         log(f"train: already finished in {stage.path}, skipped")
         return {**done["result"], "output": stage.path, "skipped": True}
-    checkpoints = stage.files("checkpoints", "meta.json")
-    if resume and not checkpoints:
-        raise DatasetError(f"--resume: {stage.path} holds no checkpoint to continue from")
-    if not resume and checkpoints and done is None:
-        raise DatasetError(f"{stage.path} holds the checkpoints of an unfinished training run: "
-                           f"add --resume to continue it, or remove that folder to start over")
     if resume:
         for name in (MARKER, "manifest.json"):  # the run changes: it is not finished any more
             if stage.fs.exists(stage.local(name)):
