@@ -303,6 +303,9 @@ def build_config(args) -> PipelineConfig:
             data = merge(load(args.config), data)
         except ConfigFileError as err:
             raise UserError(str(err)) from None
+    preset = data.get("train", {}).get("preset") if isinstance(data.get("train"), dict) else None
+    if preset in MODEL_PRESETS:  # a preset named in the file: its shape under what is set
+        data["train"] = {**MODEL_PRESETS[preset], **data["train"]}
     try:
         config = PipelineConfig.from_dict(data)
         config.train.micro_steps(config.train.nproc)  # a global batch the processes can make

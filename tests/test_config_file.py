@@ -25,6 +25,7 @@ def test_a_file_sets_every_section_and_flags_win(tmp_path):
         (3, "2026-w48", 0.7, "longest_text")
     assert cfg.filter.quality.min_chars == 80 and cfg.tokenize.vocab_size == 4096
     assert cfg.train.steps == 70 and cfg.engine.workers == 2  # the flags win
+    assert (cfg.train.n_layer, cfg.train.n_embd, cfg.train.block_size) == (12, 768, 1024)
     assert cfg.crawl.seeds == ("https://example.org/",) and cfg.crawl.delay_s == 2
     assert config_of() == PipelineConfig()
 
