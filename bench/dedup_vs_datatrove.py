@@ -336,6 +336,23 @@ def corpus_arguments(description: str, sides, work_holds: str) -> argparse.Argum
     return ap
 
 
+def prepare_corpus(ap, args, all_sides):
+    """The work folder, the sides to run (datatrove's venv made when needed) and the corpus,
+    built once: (work, sides, corpus folder, its corpus.json, its docs folder)."""
+    work = Path(args.work).resolve()
+    if work == ROOT or ROOT in work.parents:
+        ap.error("--work must be outside the repository")
+    sides = [s for s in all_sides if s in args.only] if args.only else list(all_sides)
+    if "datatrove" in sides:
+        ensure_datatrove_env()
+    corpus = corpus_dir(work, args.docs, args.seed, args.files)
+    if not dedup_corpus.is_built(corpus, args.docs, args.seed, args.files):
+        print(f"building the corpus in {corpus} ...", file=sys.stderr, flush=True)
+        dedup_corpus.build(corpus, args.docs, args.seed, args.files)
+    meta = json.loads((corpus / "corpus.json").read_text())
+    return work, sides, corpus, meta, corpus / "docs"
+
+
 def main() -> None:
     if len(sys.argv) == 7 and sys.argv[1] == "--_ours-job":
         run_ours_job(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6])
@@ -353,19 +370,7 @@ def main() -> None:
         overrides = parse_overrides(args.ours_config)
     except (ValueError, TypeError) as e:
         ap.error(str(e))
-    work = Path(args.work).resolve()
-    if work == ROOT or ROOT in work.parents:
-        ap.error("--work must be outside the repository")
-    sides = [s for s in SIDES if s in args.only] if args.only else list(SIDES)
-    if "datatrove" in sides:
-        ensure_datatrove_env()
-
-    corpus = corpus_dir(work, args.docs, args.seed, args.files)
-    if not dedup_corpus.is_built(corpus, args.docs, args.seed, args.files):
-        print(f"building the corpus in {corpus} ...", file=sys.stderr, flush=True)
-        dedup_corpus.build(corpus, args.docs, args.seed, args.files)
-    meta = json.loads((corpus / "corpus.json").read_text())
-    docs_dir = corpus / "docs"
+    work, sides, corpus, meta, docs_dir = prepare_corpus(ap, args, SIDES)
     pairs_table = pq.read_table(corpus / "pairs.parquet", columns=["id_a", "id_b", "jaccard"])
     pairs = list(zip(pairs_table.column("id_a").to_pylist(), pairs_table.column("id_b").to_pylist(),
                      pairs_table.column("jaccard").to_pylist()))

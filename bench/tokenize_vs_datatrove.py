@@ -429,9 +429,8 @@ def main() -> None:
         return
     import shutil
 
-    import dedup_corpus
-    from dedup_vs_datatrove import corpus_arguments, corpus_dir
-    from extract_vs_datatrove import ensure_datatrove_env, measure, netns_prefix
+    from dedup_vs_datatrove import corpus_arguments, prepare_corpus
+    from extract_vs_datatrove import measure, netns_prefix
     from machine import cpu_name
 
     ap = corpus_arguments(__doc__.splitlines()[0], SIDES,
@@ -448,19 +447,7 @@ def main() -> None:
         ap.error("--docs, --files, --workers, --repeat and --tokenizer-mb must be at least 1")
     if args.vocab < 258 or args.vocab > 2**16:
         ap.error("--vocab must be in 258 .. 65536 (both sides then write uint16 tokens)")
-    work = Path(args.work).resolve()
-    if work == ROOT or ROOT in work.parents:
-        ap.error("--work must be outside the repository")
-    sides = [s for s in SIDES if s in args.only] if args.only else list(SIDES)
-    if "datatrove" in sides:
-        ensure_datatrove_env()
-
-    corpus = corpus_dir(work, args.docs, args.seed, args.files)
-    if not dedup_corpus.is_built(corpus, args.docs, args.seed, args.files):
-        print(f"building the corpus in {corpus} ...", file=sys.stderr, flush=True)
-        dedup_corpus.build(corpus, args.docs, args.seed, args.files)
-    meta = json.loads((corpus / "corpus.json").read_text())
-    docs_dir = corpus / "docs"
+    work, sides, corpus, meta, docs_dir = prepare_corpus(ap, args, SIDES)
     tok_path = tokenizer_path(work, corpus, args.vocab, args.tokenizer_mb)
     tok = ensure_tokenizer(tok_path, docs_dir, args.vocab, args.tokenizer_mb)
     _, nonempty = corpus_nonempty(docs_dir)
