@@ -48,11 +48,17 @@ def stage_summary(root: str, result: StageResult) -> dict:
 
 
 def artifact_key(root: str, name: str) -> str:
-    """`<dataset>-<name>`: the dataset folder's name in lower case and dashes, so each dataset's
-    history in the Prefect UI is its own (Prefect keys allow a-z, 0-9 and dashes)."""
-    base = posixpath.basename(root.rstrip("/")) or "dataset"
+    """`<dataset>-<id>-<name>`: the dataset folder's name in lower case and dashes, and six hex
+    digits of its full location (two folders of the same name elsewhere stay apart), so each
+    dataset's history in the Prefect UI is its own (keys allow a-z, 0-9 and dashes)."""
+    import hashlib
+
+    from flows.dataset_root import normalize_root
+
+    where = normalize_root(root).rstrip("/")
+    base = posixpath.basename(where) or "dataset"
     slug = re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-") or "dataset"
-    return f"{slug}-{name}"
+    return f"{slug}-{hashlib.sha256(where.encode()).hexdigest()[:6]}-{name}"
 
 
 def publish(root: str, result: StageResult) -> dict:

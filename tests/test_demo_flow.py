@@ -140,7 +140,9 @@ def test_each_stage_published_its_counts_artifact(demo):
 
     keys = [artifact_key(str(demo), name) for name in
             [f"{s}-counts" for s in STAGES] + ["corpus-summary", "train-metrics"]]
-    assert keys[0] == f"{demo.name.lower().replace('_', '-')}-scrape-counts"
+    assert keys[0].startswith(f"{demo.name.lower().replace('_', '-')}-")
+    assert keys[0].endswith("-scrape-counts")
+    assert artifact_key(str(demo.parent / "other" / demo.name), "scrape-counts") != keys[0]
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
