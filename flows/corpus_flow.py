@@ -203,6 +203,26 @@ def check_trainable(tokens_dir: str, config: PipelineConfig) -> None:
         raise DatasetError(f"cannot train on {tokens_dir}: {err}") from None
 
 
+PUBLISHED = "corpus.dataset.published"
+
+
+def publish_dataset(root: str, config: PipelineConfig) -> str | None:
+    """Say that `root` holds a finished dataset: a `corpus.dataset.published` event naming its
+    token manifest and that manifest's sha256 (what a training trigger starts from, and what
+    keeps one manifest from being trained twice). Returns the event id."""
+    from prefect.events import emit_event
+
+    tokens = jobs.finished(root, "tokenize")
+    key = artifact_key(root, "dataset")
+    event = emit_event(event=PUBLISHED,
+                       resource={"prefect.resource.id": f"corpus.dataset.{key}",
+                                 "prefect.resource.name": root},
+                       payload={"dataset": root, "manifest": tokens.url("manifest.json"),
+                                "manifest_sha256": tokens.manifest_sha256(),
+                                "snapshot": config.snapshot})
+    return str(event.id) if event is not None else None
+
+
 @flow(name="corpus-train", log_prints=True)
 def corpus_train(dataset: str, config: dict | None = None, out: str | None = None,
                  init_from: str | None = None, resume: bool = False,
@@ -273,6 +293,8 @@ def corpus_build(output: str, config: dict | None = None, site_url: str | None =
         table=[{"stage": s["stage"], "records in": s["records_in"],
                 "records out": s["records_out"],
                 "rejected": json.dumps(s["rejected"], sort_keys=True)} for s in stages])
+    if summary["empty_at"] is None and any(s["stage"] == "tokenize" for s in stages):
+        summary["event"] = publish_dataset(output, cfg)
     history = dashboards.record_run(output, summary)
     create_markdown_artifact(key=artifact_key(output, "trend"),
                              markdown=dashboards.trend_markdown(history),

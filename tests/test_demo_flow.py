@@ -221,3 +221,28 @@ def test_a_second_demo_run_gives_the_same_documents_and_tokens(demo, corpus, tmp
     assert second["files"] == first["files"]
     assert (again / "tokenize" / "tokenizer.json").read_bytes() == \
         (demo / "tokenize" / "tokenizer.json").read_bytes()
+
+
+def test_a_finished_dataset_is_announced(demo):
+    """`corpus.dataset.published` names the token manifest and its sha256 (what a training
+    trigger starts from)."""
+    import hashlib
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter
+
+    manifest = demo / "tokenize" / "manifest.json"
+    found = []
+    with get_client(sync_client=True) as client:
+        for _ in range(60):  # the server files events a moment after they are sent
+            page = client.read_events(filter=EventFilter(
+                event=EventNameFilter(name=["corpus.dataset.published"])), limit=50)
+            found = [e for e in page.events if e.payload.get("dataset") == str(demo)]
+            if found:
+                break
+            time.sleep(0.5)
+    assert found, "no corpus.dataset.published event for the demo dataset"
+    payload = found[0].payload
+    assert payload["manifest"] == str(manifest)
+    assert payload["manifest_sha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
