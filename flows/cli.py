@@ -456,14 +456,14 @@ def read_seeds(args) -> list[str]:
 
 
 def crawl_settings(args, seeds: list[str]) -> dict:
-    data: dict = {"seeds": seeds}
+    data: dict = {"seeds": tuple(seeds)}
     for option in ("depth", "scope", "max_pages", "max_pages_per_host", "delay_s",
                    "deadline_s", "max_bytes", "user_agent"):
         if getattr(args, option, None) is not None:
             data[option] = getattr(args, option)
     for option in ("include", "exclude", "allow_addresses", "resolve"):
         if getattr(args, option, None):
-            data[option] = list(getattr(args, option))
+            data[option] = tuple(getattr(args, option))
     if getattr(args, "no_sitemaps", False):
         data["sitemaps"] = False
     return data

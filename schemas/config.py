@@ -69,9 +69,24 @@ class CrawlConfig:
                      "max_pages_per_host", "warc_max_bytes", "host_threads"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"crawl {name} must be positive")
+        import ipaddress
         import re
 
-        for pattern in self.include + self.exclude:
+        for cidr in self.allow_addresses:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"crawl allow_addresses: {cidr!r} is not a network such as "
+                                 f"10.1.0.0/16") from None
+        for entry in self.resolve:
+            name, _, ip = entry.partition("=")
+            try:
+                ipaddress.ip_address(ip.strip())
+            except ValueError:
+                raise ValueError(f"crawl resolve: {entry!r} is not NAME=IP") from None
+            if not name.strip():
+                raise ValueError(f"crawl resolve: {entry!r} has no name before '='")
+        for pattern in tuple(self.include) + tuple(self.exclude):
             try:
                 re.compile(pattern)
             except re.error as err:

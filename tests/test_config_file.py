@@ -53,3 +53,15 @@ def test_config_show_prints_toml_that_reads_back(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[shard]\nnum_shards = -1\nwhatever = 1\n")
     one_line_error(corpus("config", "show", "--config", str(bad)), "shard.whatever")
+
+
+def test_crawl_settings_are_checked_before_anything_runs():
+    from schemas.config import CrawlConfig
+
+    with pytest.raises(ValueError, match="allow_addresses.*10.0.0.0/99"):
+        CrawlConfig(allow_addresses=("10.0.0.0/99",))
+    with pytest.raises(ValueError, match="NAME=IP"):
+        CrawlConfig(resolve=("a.example.com",))
+    with pytest.raises(ValueError, match="crawl pattern"):
+        CrawlConfig(include=("([",))
+    assert CrawlConfig(include=["a"], exclude=("b",)).include == ["a"]  # lists from TOML work
