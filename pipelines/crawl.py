@@ -41,6 +41,7 @@ from apache_beam.metrics import Metrics
 
 from pipelines.engine import make_pipeline, run_pipeline
 from pipelines.fetcher import FetchPolicy, Fetcher, FetchResult, default_resolver
+from pipelines.progress import Tally
 from pipelines.robots import RobotsCache
 from pipelines.sitemaps import SitemapLimits, SitemapReader
 from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir
@@ -312,17 +313,21 @@ def discover(config: CrawlConfig, frontier: Frontier, store: RobotsStore,
 
 class CrawlLane(beam.DoFn):
     """(lane, [(host, [(url, depth, validators)])]) -> archived rows; `rejected` rows; `links`
-    (url, depth) for the next round. Writes `crawl-rNN-lLLLL-NNNNN.warc.gz`."""
+    (url, depth) for the next round. Writes `crawl-rNN-lLLLL-NNNNN.warc.gz`. `tally_folder`:
+    where the running records-in count goes for the live display (`pipelines.progress`)."""
 
     def __init__(self, config: CrawlConfig, folder: str, progress: str, round_no: int,
-                 seeds: tuple[str, ...], robots_folder: str):
+                 seeds: tuple[str, ...], robots_folder: str, tally_folder: str | None = None):
         self.config, self.folder, self.progress = config, folder, progress
         self.round_no, self.seeds, self.robots_folder = round_no, seeds, robots_folder
+        self.tally_folder = tally_folder
 
     def setup(self):
         self.fetcher = make_fetcher(self.config)
         self.scope = Scope(self.seeds, self.config)
         self.records_in = Metrics.counter(STAGE, "records_in")
+        self.tally = Tally(self.tally_folder)
+        self.tallied = 0  # records in of the lanes this instance finished
 
     def process(self, element):
         lane, hosts = element
@@ -347,6 +352,9 @@ class CrawlLane(beam.DoFn):
         # counted here, not in the host threads: Beam's metrics belong to the thread that runs
         # the DoFn, and increments from other threads are lost
         self.records_in.inc(sum(len(items) for _, _, items in hosts))
+        self.tallied += sum(len(items) for _, _, items in hosts)
+        self.tally.set(self.tallied)
+        self.tally.flush()
         for rows in outcomes:
             for kind, row in rows:
                 if kind == "archived":
@@ -361,6 +369,9 @@ class CrawlLane(beam.DoFn):
     def _write_progress(self, lane, state, lock):
         with lock:
             data = json.dumps(state)
+            done = state["fetched"] + state["failed"]
+        # the reporter thread's, then (once it has stopped) the lane's own: one at a time
+        self.tally.set(self.tallied + done)
         try:
             with fsspec.open(posixpath.join(self.progress, f"lane-{lane:04d}.json"), "w") as f:
                 f.write(data)
@@ -521,9 +532,11 @@ def write_refusals(stage: StageDir, refused: list[tuple[str, str, str]], round_n
 
 
 def build_crawl(stage: StageDir, config: CrawlConfig, engine: EngineConfig,
-                validators: dict | None = None, log=print) -> dict[str, int]:
+                validators: dict | None = None, log=print,
+                progress: str | None = None) -> dict[str, int]:
     """Discover, then crawl round after round; return the counters (records_in counts every URL
-    the crawl touched, refused in the driver or fetched in Beam)."""
+    the crawl touched, refused in the driver or fetched in Beam; `progress`: the folder of its
+    live count, `pipelines.progress`)."""
     validators = validators or {}
     frontier = Frontier(Scope(config.seeds, config), config)
     store = RobotsStore(stage.url(WORK_DIR, "robots"))
@@ -535,27 +548,31 @@ def build_crawl(stage: StageDir, config: CrawlConfig, engine: EngineConfig,
     counters: Counter = Counter()
     lanes = config.lanes or max(1, engine.workers)
     round_no = 0
+    refusals = Tally(progress)
     while True:
         write_refusals(stage, refused, round_no)
         counters[f"{STAGE}/records_in"] += len(refused)
+        refusals.add(len(refused))
+        refusals.flush()
         items = frontier.take()  # links stop at `depth`; a redirect's target keeps its depth
         if not items:
             break
         log(f"crawl: round {round_no}: {len(items):,} URLs on "
             f"{len({host_of(u) for u, _ in items}):,} host(s)")
-        progress = stage.url(WORK_DIR, f"progress-r{round_no:02d}")
+        lane_states = stage.url(WORK_DIR, f"progress-r{round_no:02d}")
         stage.fs.makedirs(stage.local(WORK_DIR, f"progress-r{round_no:02d}"), exist_ok=True)
         links_url = stage.url(WORK_DIR, f"links-r{round_no:02d}.jsonl")
         p = make_pipeline(engine)
         out = (p | "Lanes" >> beam.Create(lanes_of(items, validators, lanes, frontier.pacers))
-               | "Crawl" >> beam.ParDo(CrawlLane(config, stage.url(DATA_DIR), progress,
-                                                 round_no, tuple(config.seeds), store.folder))
+               | "Crawl" >> beam.ParDo(CrawlLane(config, stage.url(DATA_DIR), lane_states,
+                                                 round_no, tuple(config.seeds), store.folder,
+                                                 progress))
                .with_outputs("rejected", "links", main="archived"))
         out.rejected | "WriteRejected" >> WriteTable(stage.url(REJECTED_DIR), REJECTED_SCHEMA,
                                                      prefix=f"rejected-r{round_no:02d}")
         (out.links | "Collect" >> beam.combiners.ToList()
          | "WriteLinks" >> beam.Map(_write_links, links_url))
-        with Progress(progress, len(items), log):
+        with Progress(lane_states, len(items), log):
             counters.update(run_pipeline(p))
         refused = []
         with fsspec.open(links_url, "r") as f:

@@ -55,6 +55,7 @@ from pipelines.dedup_index import (IndexDir, read_table_rows, shingle_sets, sign
                                    take_rows)
 from pipelines.engine import make_pipeline, run_pipeline
 from pipelines.minhash import MinHasher, estimated_jaccard, exact_jaccard, shingle_hashes
+from pipelines.progress import RECORDS, Pass, Tally, forget
 from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir, streaming_parquet
 from pipelines.tables import WriteTable
 from schemas.config import DedupConfig, EngineConfig
@@ -64,6 +65,9 @@ from schemas.document import DOCUMENT_SCHEMA, REJECTED_SCHEMA, rejected_record
 STAGE = "dedup"
 WORK_DIR = "work"
 INLINE_ROUNDS = 4  # component rounds inside the main job; more run as follow-up jobs if needed
+# The live display's passes over the input (pipelines.progress): signing, then writing (the
+# second counts `records_in`)
+PASSES = (Pass("signed", "signing"), Pass(RECORDS))
 _BATCH = 256  # documents per batch read, signed or written
 _NEW = np.uint64(1 << 63)  # order keys: earlier snapshots' documents (top bit 0) come first
 _log = logging.getLogger(__name__)
@@ -207,13 +211,18 @@ class SignFile(_Spilling):
 
     step = "bands"
 
-    def __init__(self, config: DedupConfig, work_url: str):
+    def __init__(self, config: DedupConfig, work_url: str, progress: str | None = None):
         super().__init__(work_url)
-        self.config = config
+        self.config, self.progress = config, progress
 
     def setup(self):
         self.hasher = hasher(self.config)
         self.docs = Metrics.counter(STAGE, "documents_signed")
+        self.tally = Tally(self.progress, PASSES[0].measure)
+
+    def finish_bundle(self):
+        self.tally.flush()
+        yield from super().finish_bundle()
 
     def process(self, element):
         file_no, url = element
@@ -228,6 +237,7 @@ class SignFile(_Spilling):
             for batch in streaming_parquet(f).iter_batches(
                     batch_size=_BATCH, columns=columns, use_threads=False):
                 rows = batch.to_pylist()
+                self.tally.add(len(rows))
                 keep = [i for i, r in enumerate(rows) if has_text(r["text"])]
                 if keep:
                     docs = [rows[i] for i in keep]
@@ -543,14 +553,19 @@ class ApplyDecisions(beam.DoFn):
     index, also stages the file's part of the snapshot's index. Nothing is shuffled."""
 
     def __init__(self, stage: StageDir, work_url: str, num_files: int, config: DedupConfig,
-                 index_snapshot: str | None):
+                 index_snapshot: str | None, progress: str | None = None):
         self.data_url, self.rejected_url = stage.url(DATA_DIR), stage.url(REJECTED_DIR)
         self.work_url, self.num_files = work_url, num_files
         self.config, self.index_snapshot = config, index_snapshot
+        self.progress = progress
 
     def setup(self):
         self.records_in = Metrics.counter(STAGE, "records_in")
+        self.tally = Tally(self.progress, PASSES[1].measure)
         self.hasher = hasher(self.config)
+
+    def finish_bundle(self):
+        self.tally.flush()
 
     def process(self, element):
         file_no, (urls, decision_files) = element
@@ -570,6 +585,7 @@ class ApplyDecisions(beam.DoFn):
                     batch_size=_BATCH, use_threads=False):
                 table = pa.Table.from_batches([batch]).cast(DOCUMENT_SCHEMA)
                 self.records_in.inc(table.num_rows)
+                self.tally.add(table.num_rows)
                 keep, th, cluster, count, rejected = [], [], [], [], []
                 ids = table.column("id").to_pylist()
                 hashes.advance(row0 + table.num_rows)
@@ -709,13 +725,13 @@ def index_parts(index: IndexDir | None, snapshot: str, bands: int) -> list[tuple
     return parts
 
 
-def candidate_edges(p, graph: EdgeGraph, config: DedupConfig):
+def candidate_edges(p, graph: EdgeGraph, config: DedupConfig, progress: str | None = None):
     """Signatures, band buckets and verification: the verified edges (a, b)."""
     exact = config.verify == "exact"
     n_new = len(graph.doc_urls)
     files = (p | "Files" >> beam.Create(list(enumerate(graph.doc_urls)))
              | "SpreadFiles" >> beam.Reshuffle())
-    signed = files | "Sign" >> beam.ParDo(SignFile(config, graph.work_url))
+    signed = files | "Sign" >> beam.ParDo(SignFile(config, graph.work_url, progress))
     old = (p | "IndexParts" >> beam.Create([((n_new + j) << 32, bands) for j, (_docs, bands)
                                             in enumerate(graph.index_parts)])
            | "ReadIndexBands" >> beam.ParDo(ReadIndexBands(graph.work_url,
@@ -730,7 +746,7 @@ def candidate_edges(p, graph: EdgeGraph, config: DedupConfig):
 
 
 def decide_and_write(p, stars, stage: StageDir, graph: EdgeGraph, config: DedupConfig,
-                     index_snapshot: str | None):
+                     index_snapshot: str | None, progress: str | None = None):
     decisions = (stars
                  | "Members" >> beam.FlatMap(components.star_members)
                  | "ByMemberFile" >> beam.Map(lambda mr: (file_of(mr[0]), mr))
@@ -745,7 +761,7 @@ def decide_and_write(p, stars, stage: StageDir, graph: EdgeGraph, config: DedupC
      | "JoinFile" >> beam.CoGroupByKey()
      | "Unpack" >> beam.Map(lambda kv: (kv[0], (kv[1]["url"], kv[1]["decisions"])))
      | "Apply" >> beam.ParDo(ApplyDecisions(stage, graph.work_url, len(graph.doc_urls), config,
-                                            index_snapshot)))
+                                            index_snapshot, progress)))
 
 
 EDGE_SCHEMA = pa.schema([pa.field("a", pa.uint64()), pa.field("b", pa.uint64())])
@@ -770,19 +786,22 @@ def _read_edges(p, urls: list[str], label: str):
 
 
 def build_dedup(stage: StageDir, doc_urls: list[str], config: DedupConfig, engine: EngineConfig,
-                *, snapshot: str = "local", index: IndexDir | None = None) -> dict[str, int]:
+                *, snapshot: str = "local", index: IndexDir | None = None,
+                progress: str | None = None) -> dict[str, int]:
     """Run the dedup job(s) into `stage`; with `index`, compare with its earlier snapshots and
-    stage this snapshot's part (published by the caller with `publish_index`)."""
+    stage this snapshot's part (published by the caller with `publish_index`). `progress`: the
+    folder of the live counts (`PASSES`)."""
     doc_urls = sorted(doc_urls)
     graph = EdgeGraph(stage, doc_urls, index_parts(index, snapshot, config.bands))
     index_snapshot = snapshot if index is not None else None
     rounds = min(INLINE_ROUNDS, config.max_rounds)
 
     p = make_pipeline(engine)
-    stars = candidate_edges(p, graph, config) | "Components" >> components.Rounds(rounds)
+    stars = (candidate_edges(p, graph, config, progress)
+             | "Components" >> components.Rounds(rounds))
     stars | "EdgeRows" >> beam.Map(_edge_row) | "SaveEdges" >> WriteTable(
         stage.url(WORK_DIR, f"edges-{rounds:02d}"), EDGE_SCHEMA, prefix="edges", num_shards=4)
-    decide_and_write(p, stars, stage, graph, config, index_snapshot)
+    decide_and_write(p, stars, stage, graph, config, index_snapshot, progress)
     counters = run_pipeline(p)
 
     done = rounds
@@ -808,7 +827,8 @@ def build_dedup(stage: StageDir, doc_urls: list[str], config: DedupConfig, engin
                     stage.fs.rm(path)
             p = make_pipeline(engine)
             stars = _read_edges(p, _edge_files(stage, f"edges-{done:02d}"), "Settled")
-            decide_and_write(p, stars, stage, graph, config, index_snapshot)
+            forget(progress, PASSES[1].measure)  # the records are written (and counted) again
+            decide_and_write(p, stars, stage, graph, config, index_snapshot, progress)
             rerun = run_pipeline(p)
             counters.update({k: v for k, v in rerun.items() if "cc_round" not in k})
     counters[f"{STAGE}/cc_rounds"] = settled

@@ -22,6 +22,7 @@ from apache_beam.metrics import Metrics
 
 from pipelines.engine import make_pipeline, run_pipeline
 from pipelines.html import ExtractTimeout, TimedExtractor
+from pipelines.progress import Tally
 from pipelines.readers import read_records
 from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir
 from pipelines.tables import WriteTable, write_rejected
@@ -77,13 +78,19 @@ class ExtractFiles(beam.DoFn):
     Records are extracted where they are read: page bodies never cross a shuffle (only file
     names do), so memory stays flat whatever the size of the crawl."""
 
-    def __init__(self, config: ExtractConfig, read: ReadConfig, snapshot: str):
+    def __init__(self, config: ExtractConfig, read: ReadConfig, snapshot: str,
+                 progress: str | None = None):
         self.config, self.read, self.snapshot = config, read, snapshot
+        self.progress = progress  # folder of the live records-in count (pipelines.progress)
 
     def setup(self):
+        self.tally = Tally(self.progress)
         self.extractor = TimedExtractor(self.config.timeout_s, {
             "favor_precision": self.config.favor_precision,
             "include_tables": self.config.include_tables, "fast": self.config.fast})
+
+    def finish_bundle(self):
+        self.tally.flush()
 
     def teardown(self):
         self.extractor.close()
@@ -92,6 +99,7 @@ class ExtractFiles(beam.DoFn):
         records_in = Metrics.counter(STAGE, "records_in")
         for kind, row in read_records(url, self.read, STAGE):
             records_in.inc()  # a broken record is a record in too: it is counted as rejected
+            self.tally.add()
             if kind == "record":
                 Metrics.counter(STAGE, f"read_{row['format']}").inc()
                 yield from self.extract(row)
@@ -152,24 +160,27 @@ class ExtractFiles(beam.DoFn):
 class ExtractDocuments(beam.PTransform):
     """Input file URLs -> documents (main output) and `rejected`."""
 
-    def __init__(self, config: ExtractConfig, snapshot: str, read: ReadConfig | None = None):
+    def __init__(self, config: ExtractConfig, snapshot: str, read: ReadConfig | None = None,
+                 progress: str | None = None):
         super().__init__()
         self.config, self.snapshot, self.read = config, snapshot, read or ReadConfig()
+        self.progress = progress
 
     def expand(self, files):
         out = (files
                | "SpreadFiles" >> beam.Reshuffle()  # file names, not pages, go to the workers
-               | "ReadExtract" >> beam.ParDo(ExtractFiles(self.config, self.read, self.snapshot))
+               | "ReadExtract" >> beam.ParDo(ExtractFiles(self.config, self.read, self.snapshot,
+                                                         self.progress))
                .with_outputs("rejected", main="documents"))
         return {"documents": out.documents, "rejected": out.rejected}
 
 
 def build_extract(stage: StageDir, input_urls: list[str], config: ExtractConfig,
                   read: ReadConfig, snapshot: str, num_shards: int,
-                  engine: EngineConfig) -> dict[str, int]:
+                  engine: EngineConfig, progress: str | None = None) -> dict[str, int]:
     p = make_pipeline(engine)
     out = (p | "Files" >> beam.Create(sorted(input_urls))
-           | "Extract" >> ExtractDocuments(config, snapshot, read))
+           | "Extract" >> ExtractDocuments(config, snapshot, read, progress))
     out["documents"] | "WriteDocs" >> WriteTable(stage.url(DATA_DIR), DOCUMENT_SCHEMA,
                                                  num_shards=num_shards)
     write_rejected(out["rejected"], stage.url(REJECTED_DIR))

@@ -18,9 +18,10 @@ from apache_beam.metrics import Metrics
 from pipelines.engine import make_pipeline, run_pipeline
 from pipelines.langid import LanguageIdentifier
 from pipelines.pii import PiiRedactor
+from pipelines.progress import count_in
 from pipelines.quality import apply_filters, quality_filters
 from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir
-from pipelines.tables import ReadTable, WriteTable, count_in, write_rejected
+from pipelines.tables import ReadTable, WriteTable, write_rejected
 from schemas.config import EngineConfig, FilterConfig
 from schemas.document import DOCUMENT_SCHEMA, reject_document
 
@@ -73,22 +74,22 @@ class FilterBatch(beam.DoFn):
 class FilterDocuments(beam.PTransform):
     """Documents -> kept documents (labelled with language) and `rejected`."""
 
-    def __init__(self, config: FilterConfig):
+    def __init__(self, config: FilterConfig, progress: str | None = None):
         super().__init__()
-        self.config = config
+        self.config, self.progress = config, progress
 
     def expand(self, docs):
         return (docs
-                | "CountIn" >> count_in(STAGE)
+                | "CountIn" >> count_in(STAGE, self.progress)
                 | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=BATCH_SIZE)
                 | "Filter" >> beam.ParDo(FilterBatch(self.config))
                 .with_outputs("rejected", main="documents"))
 
 
 def build_filter(stage: StageDir, doc_urls: list[str], config: FilterConfig, num_shards: int,
-                 engine: EngineConfig) -> dict[str, int]:
+                 engine: EngineConfig, progress: str | None = None) -> dict[str, int]:
     p = make_pipeline(engine)
-    out = p | "Read" >> ReadTable(doc_urls) | "Filter" >> FilterDocuments(config)
+    out = p | "Read" >> ReadTable(doc_urls) | "Filter" >> FilterDocuments(config, progress)
     out.documents | "WriteDocs" >> WriteTable(stage.url(DATA_DIR), DOCUMENT_SCHEMA,
                                               num_shards=num_shards)
     write_rejected(out.rejected, stage.url(REJECTED_DIR))

@@ -2,6 +2,10 @@
 the stage output contract (`pipelines.stage.run_stage`), return the stage result.
 
 Stage folders under a dataset root: scrape/ extract/ filter/ dedup/ shard/ tokenize/.
+
+While a job runs, `pipelines.progress` shows its records so far on a terminal; `progress`, where a
+function takes it, is called with the share done (0 to 100) every few seconds when the number of
+records to expect is known (the previous stage's records out): the flow's progress artifact.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import posixpath
 from dataclasses import asdict
 
 from pipelines import crawl, dedup, extract, filters, shard, tokenize
+from pipelines.progress import Pass, StageProgress
 from pipelines.stage import DATA_DIR, StageDir, StageResult, run_stage, sha256_file
 from pipelines.readers import detect_reader
 from schemas.config import PipelineConfig, ReadConfig
@@ -26,6 +31,22 @@ def finished(root: str, name: str) -> StageDir:
     if stage.manifest() is None:
         raise StageNotFinished(f"stage {name!r} has not finished under {root}")
     return stage
+
+
+def records_out(root: str, name: str) -> int:
+    """The records a finished stage wrote: what the next stage will count in."""
+    return finished(root, name).manifest()["counts"]["records_out"]
+
+
+def watched(name: str, build, expected: int | None = None, report=None,
+            passes: tuple[Pass, ...] = (Pass(),)):
+    """`build(stage_dir, progress)` as `run_stage` calls it, under the stage's live progress
+    display (`progress.folder` is where its DoFns count, `progress.log` a log function that
+    keeps clear of the display). A stage found finished is not built, so shows nothing."""
+    def run(stage: StageDir):
+        with StageProgress(name, expected, passes=passes, report=report) as progress:
+            return build(stage, progress)
+    return run
 
 
 def upstream(root: str, name: str) -> tuple[list[str], list[dict]]:
@@ -69,7 +90,8 @@ def run_crawl(root: str, config: PipelineConfig, log=print) -> StageResult:
         root, crawl.STAGE, code="pipelines.crawl",
         inputs=[{"seeds": list(config.crawl.seeds), "previous": sha256_json(tags)}],
         config={"crawl": asdict(config.crawl), "snapshot": config.snapshot},
-        build=lambda st: crawl.build_crawl(st, config.crawl, config.engine, tags, log),
+        build=watched(crawl.STAGE, lambda st, pr: crawl.build_crawl(
+            st, config.crawl, config.engine, tags, pr.log(log), progress=pr.folder)),
         count_out=crawl.count_archived,
         extra=lambda st: {"crawl": crawl.summary(st, config.crawl)})
 
@@ -98,12 +120,12 @@ def run_extract(root: str, input_urls: list[str], config: PipelineConfig) -> Sta
         inputs=describe_inputs(input_urls, config.read),
         config={"extract": asdict(config.extract), "read": asdict(config.read),
                 "snapshot": config.snapshot, "shards": config.shard.num_shards},
-        build=lambda st: extract.build_extract(st, input_urls, config.extract, config.read,
-                                               config.snapshot, config.shard.num_shards,
-                                               config.engine))
+        build=watched(extract.STAGE, lambda st, pr: extract.build_extract(
+            st, input_urls, config.extract, config.read, config.snapshot,
+            config.shard.num_shards, config.engine, progress=pr.folder)))
 
 
-def run_filter(root: str, config: PipelineConfig) -> StageResult:
+def run_filter(root: str, config: PipelineConfig, progress=None) -> StageResult:
     urls, inputs = upstream(root, extract.STAGE)
     blocklist = config.filter.quality.url_blocklist
     if blocklist:  # its content, not only its path, decides what is dropped
@@ -114,11 +136,12 @@ def run_filter(root: str, config: PipelineConfig) -> StageResult:
     return run_stage(
         root, filters.STAGE, code="pipelines.filters", inputs=inputs,
         config={"filter": asdict(config.filter)},
-        build=lambda st: filters.build_filter(st, urls, config.filter, config.shard.num_shards,
-                                              config.engine))
+        build=watched(filters.STAGE, lambda st, pr: filters.build_filter(
+            st, urls, config.filter, config.shard.num_shards, config.engine,
+            progress=pr.folder), records_out(root, extract.STAGE), progress))
 
 
-def run_dedup(root: str, config: PipelineConfig) -> StageResult:
+def run_dedup(root: str, config: PipelineConfig, progress=None) -> StageResult:
     """Dedup the filtered documents; with `dedup.index` (the default) also against the snapshots
     published before this one under the root, then publish this snapshot's kept documents."""
     from pipelines.dedup_index import IndexDir
@@ -137,20 +160,23 @@ def run_dedup(root: str, config: PipelineConfig) -> StageResult:
     return run_stage(
         root, dedup.STAGE, code="pipelines.dedup", inputs=inputs,
         config={"dedup": asdict(config.dedup), "snapshot": config.snapshot},
-        build=lambda st: dedup.build_dedup(st, urls, config.dedup, config.engine,
-                                           snapshot=config.snapshot, index=index),
+        build=watched(dedup.STAGE, lambda st, pr: dedup.build_dedup(
+            st, urls, config.dedup, config.engine, snapshot=config.snapshot, index=index,
+            progress=pr.folder), records_out(root, filters.STAGE), progress, dedup.PASSES),
         extra=publish)
 
 
-def run_shard(root: str, config: PipelineConfig) -> StageResult:
+def run_shard(root: str, config: PipelineConfig, progress=None) -> StageResult:
     urls, inputs = upstream(root, dedup.STAGE)
     return run_stage(
         root, shard.STAGE, code="pipelines.shard", inputs=inputs,
         config={"shard": config.shard.__dict__},
-        build=lambda st: shard.build_shard(st, urls, config.shard, config.engine))
+        build=watched(shard.STAGE, lambda st, pr: shard.build_shard(
+            st, urls, config.shard, config.engine, progress=pr.folder),
+            records_out(root, dedup.STAGE), progress))
 
 
-def run_tokenize(root: str, config: PipelineConfig, log=print) -> StageResult:
+def run_tokenize(root: str, config: PipelineConfig, log=print, progress=None) -> StageResult:
     """Tokenize the shard stage's corpus; a supplied tokenizer's files are inputs too (a changed
     file makes a new run)."""
     from pipelines.tokenizer import file_sha256, supplied_files
@@ -162,15 +188,17 @@ def run_tokenize(root: str, config: PipelineConfig, log=print) -> StageResult:
                            for f in supplied_files(config.tokenize.tokenizer)]
     built: dict = {}
 
-    def build(st: StageDir) -> dict:
-        counters, built["source"] = tokenize.build_tokenize(st, urls, config.tokenize,
-                                                            config.seed, config.engine, log)
+    def build(st: StageDir, pr: StageProgress) -> dict:
+        counters, built["source"] = tokenize.build_tokenize(
+            st, urls, config.tokenize, config.seed, config.engine, pr.log(log),
+            progress=pr.folder)
         return counters
 
     return run_stage(
         root, tokenize.STAGE, code="pipelines.tokenize", inputs=inputs,
         config={"tokenize": asdict(config.tokenize), "seed": config.seed},
-        build=build, count_out=tokenize.count_packed_documents,
+        build=watched(tokenize.STAGE, build, records_out(root, shard.STAGE), progress),
+        count_out=tokenize.count_packed_documents,
         extra=lambda st: {"tokens": tokenize.token_info(
             st, dataset_sha, config.tokenize, config.seed, built["source"]).to_dict()})
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import apache_beam as beam
 
 from pipelines.engine import make_pipeline, run_pipeline
+from pipelines.progress import count_in
 from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir
-from pipelines.tables import ReadTable, WriteTable, count_in, split_empty_text, write_rejected
+from pipelines.tables import ReadTable, WriteTable, split_empty_text, write_rejected
 from schemas.config import EngineConfig, ShardConfig
 from schemas.document import DOCUMENT_SCHEMA
 
@@ -21,14 +22,19 @@ STAGE = "shard"
 class ShardDocuments(beam.PTransform):
     """Documents -> the corpus's documents, and `rejected` (`empty_text`)."""
 
+    def __init__(self, progress: str | None = None):
+        super().__init__()
+        self.progress = progress  # folder of the live records-in count (pipelines.progress)
+
     def expand(self, docs):
-        return docs | "CountIn" >> count_in(STAGE) | "Check" >> split_empty_text(STAGE)
+        return (docs | "CountIn" >> count_in(STAGE, self.progress)
+                | "Check" >> split_empty_text(STAGE))
 
 
 def build_shard(stage: StageDir, doc_urls: list[str], config: ShardConfig,
-                engine: EngineConfig) -> dict[str, int]:
+                engine: EngineConfig, progress: str | None = None) -> dict[str, int]:
     p = make_pipeline(engine)
-    out = p | "Read" >> ReadTable(doc_urls) | "Shard" >> ShardDocuments()
+    out = p | "Read" >> ReadTable(doc_urls) | "Shard" >> ShardDocuments(progress)
     out.documents | "WriteCorpus" >> WriteTable(stage.url(DATA_DIR), DOCUMENT_SCHEMA,
                                                 prefix="corpus", num_shards=config.num_shards,
                                                 compression=config.compression,

@@ -33,8 +33,9 @@ from apache_beam.transforms import window
 from apache_beam.utils.windowed_value import WindowedValue
 
 from pipelines.engine import make_pipeline, run_pipeline
+from pipelines.progress import count_in
 from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir, sha256_file, streaming_parquet
-from pipelines.tables import ReadTable, count_in, write_rejected
+from pipelines.tables import ReadTable, write_rejected
 from pipelines.token_pack import RUNS_DIR, RunBuffer, write_shard
 from pipelines.tokenizer import (DatasetTokenizer, describe, for_encoding, load_tokenizer,
                                  train_tokenizer)
@@ -343,8 +344,10 @@ class WriteTokenShard(beam.DoFn):
 
 
 def build_tokenize(stage: StageDir, corpus_urls: list[str], config: TokenizeConfig, seed: int,
-                   engine: EngineConfig, log=print) -> tuple[dict[str, int], dict]:
-    """Run the stage; return its counters and the manifest's description of the tokenizer."""
+                   engine: EngineConfig, log=print,
+                   progress: str | None = None) -> tuple[dict[str, int], dict]:
+    """Run the stage; return its counters and the manifest's description of the tokenizer.
+    `progress`: the folder of the live records-in count (`pipelines.progress`)."""
     tokenizer = dataset_tokenizer(stage, corpus_urls, config, seed, engine, log)
     with stage.fs.open(stage.local(TOKENIZER_FILE), "w", encoding="utf-8", newline="") as f:
         f.write(tokenizer.json_text)
@@ -356,7 +359,7 @@ def build_tokenize(stage: StageDir, corpus_urls: list[str], config: TokenizeConf
 
     p = make_pipeline(engine)
     encoded = (p | "Read" >> ReadTable(corpus_urls, columns=["id", "url", "text"])
-               | "CountIn" >> count_in(STAGE)
+               | "CountIn" >> count_in(STAGE, progress)
                | "Encode" >> beam.ParDo(EncodeDocuments(
                    tokenizer.json_text, config.eot_token, dtype, shards, seed, config,
                    stage.url(WORK_DIR, RUNS_DIR))).with_outputs("rejected", main="runs"))

@@ -11,11 +11,11 @@ from tests.conftest import shared
 def run(tmp_path, monkeypatch, error, calls):
     real = jobs.run_shard
 
-    def flaky(root, config):
+    def flaky(root, config, **kwargs):
         calls.append(1)
         if len(calls) == 1:
             raise error
-        return real(root, config)
+        return real(root, config, **kwargs)
 
     monkeypatch.setattr(jobs, "run_shard", flaky)
     config = PipelineConfig(engine=EngineConfig(workers=1, running_mode="in_memory"))
