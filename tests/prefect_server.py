@@ -53,6 +53,8 @@ class PrefectServer:
         env = self.env(
             PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS=str(self.scheduler_loop_s),
             PREFECT_SERVER_UI_ENABLED="true" if self.ui else "false",
+            # the UI's pages call the API at this URL (else 127.0.0.1:4200, another server's)
+            PREFECT_SERVER_UI_API_URL=self.api_url,
             PREFECT_LOGGING_LEVEL="INFO")
         env.pop("PREFECT_API_URL")  # the server itself is not a client of another one
         self._log = open(self.log_path, "wb")
