@@ -469,9 +469,8 @@ def crawl_settings(args, seeds: list[str]) -> dict:
     return data
 
 
-def crawl_flow(args, config: PipelineConfig, output: str, command: str) -> int:
-    """`corpus crawl`, or `corpus build --crawl`: the flow from seed URLs."""
-    seeds = read_seeds(args)
+def crawl_config(args, config: PipelineConfig, seeds: list[str]) -> PipelineConfig:
+    """The config with `seeds` and the crawl flags given, checked before anything runs."""
     try:
         config = replace(config, crawl=CrawlConfig(**{**config.crawl.__dict__,
                                                        **crawl_settings(args, seeds)}))
@@ -479,6 +478,13 @@ def crawl_flow(args, config: PipelineConfig, output: str, command: str) -> int:
         raise UserError(str(err)) from None
     check_engine(config)
     check_tokenizer(config)
+    return config
+
+
+def crawl_flow(args, config: PipelineConfig, output: str, command: str) -> int:
+    """`corpus crawl`, or `corpus build --crawl`: the flow from seed URLs."""
+    seeds = read_seeds(args)
+    config = crawl_config(args, config, seeds)
     train = getattr(args, "train", False)
     root = DatasetRoot(output)
     with root.lock(command):
@@ -691,9 +697,11 @@ def add_verbosity_args(p) -> None:
 
 
 def set_verbosity(args) -> None:
-    """Prefect reads its log level when it is first imported, which happens after this."""
+    """Prefect reads its log level when it is first imported, which happens after this. -q also
+    turns off the stages' live progress line (`pipelines.progress`)."""
     if getattr(args, "quiet", False):
         os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+        os.environ["CORPUS_PROGRESS"] = "0"
     elif getattr(args, "verbose", False):
         os.environ["PREFECT_LOGGING_LEVEL"] = "DEBUG"
 
@@ -897,6 +905,8 @@ def parser() -> argparse.ArgumentParser:
 
     from flows.model_cli import add_model_commands
     add_model_commands(sub)
+    from flows.schedule_cli import add_schedule_commands
+    add_schedule_commands(sub)
     return p
 
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import posixpath
 import re
+import time
 from dataclasses import replace
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (create_markdown_artifact, create_progress_artifact,
+                               create_table_artifact, update_progress_artifact)
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed
 
 from flows import dashboards
 from pipelines import jobs
@@ -47,10 +50,10 @@ def stage_summary(root: str, result: StageResult) -> dict:
             "output": StageDir(root, result.name).url(), "skipped": result.skipped}
 
 
-def artifact_key(root: str, name: str) -> str:
-    """`<dataset>-<id>-<name>`: the dataset folder's name in lower case and dashes, and six hex
-    digits of its full location (two folders of the same name elsewhere stay apart), so each
-    dataset's history in the Prefect UI is its own (keys allow a-z, 0-9 and dashes)."""
+def dataset_id(root: str) -> str:
+    """`<dataset>-<id>`: the dataset folder's name in lower case and dashes, and six hex digits
+    of its full location (two folders of the same name elsewhere stay apart). Names the
+    dataset's artifacts, events and deployments (a-z, 0-9 and dashes, as keys allow)."""
     import hashlib
 
     from flows.dataset_root import normalize_root
@@ -58,7 +61,12 @@ def artifact_key(root: str, name: str) -> str:
     where = normalize_root(root).rstrip("/")
     base = posixpath.basename(where) or "dataset"
     slug = re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-") or "dataset"
-    return f"{slug}-{hashlib.sha256(where.encode()).hexdigest()[:6]}-{name}"
+    return f"{slug}-{hashlib.sha256(where.encode()).hexdigest()[:6]}"
+
+
+def artifact_key(root: str, name: str) -> str:
+    """`<dataset>-<id>-<name>`, so each dataset's history in the Prefect UI is its own."""
+    return f"{dataset_id(root)}-{name}"
 
 
 def publish(root: str, result: StageResult) -> dict:
@@ -82,6 +90,26 @@ def publish(root: str, result: StageResult) -> dict:
                                  markdown=samples,
                                  description=f"{result.name}: sample kept and rejected documents")
     return stage_summary(root, result)
+
+
+def progress_artifact(root: str, stage: str):
+    """The share of a running stage done, as the Prefect progress artifact `<stage>-progress`:
+    made when the stage's job starts, updated every few seconds from its progress display's
+    thread (which runs in this task's context), 100 when the job has finished
+    (`pipelines.progress.StageProgress` calls it; only stages that know how many records to
+    expect do)."""
+    from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+    made: list = []
+
+    def report(percent: float) -> None:
+        if made:
+            update_progress_artifact(made[0], percent)
+        else:
+            made.append(create_progress_artifact(
+                progress=percent, key=artifact_key(root, f"{stage}-progress"),
+                description=f"{stage}: share of its input records processed"))
+    return report
 
 
 # Errors worth a second try: a network hiccup, a lost worker connection. Anything else (a bug, a
@@ -116,22 +144,24 @@ def extract_task(root: str, input_urls: list[str], config: PipelineConfig) -> di
 
 @task(name="filter", **STAGE_TASK)
 def filter_task(root: str, config: PipelineConfig) -> dict:
-    return publish(root, jobs.run_filter(root, config))
+    return publish(root, jobs.run_filter(root, config,
+                                         progress=progress_artifact(root, "filter")))
 
 
 @task(name="dedup", **STAGE_TASK)
 def dedup_task(root: str, config: PipelineConfig) -> dict:
-    return publish(root, jobs.run_dedup(root, config))
+    return publish(root, jobs.run_dedup(root, config, progress=progress_artifact(root, "dedup")))
 
 
 @task(name="shard", **STAGE_TASK)
 def shard_task(root: str, config: PipelineConfig) -> dict:
-    return publish(root, jobs.run_shard(root, config))
+    return publish(root, jobs.run_shard(root, config, progress=progress_artifact(root, "shard")))
 
 
 @task(name="tokenize", **STAGE_TASK)
 def tokenize_task(root: str, config: PipelineConfig) -> dict:
-    return publish(root, jobs.run_tokenize(root, config, log=get_run_logger().info))
+    return publish(root, jobs.run_tokenize(root, config, log=get_run_logger().info,
+                                           progress=progress_artifact(root, "tokenize")))
 
 
 def preflight(root: str, config: PipelineConfig, out: str | None = None,
@@ -206,6 +236,11 @@ def check_trainable(tokens_dir: str, config: PipelineConfig) -> None:
 PUBLISHED = "corpus.dataset.published"
 
 
+def dataset_resource(root: str) -> str:
+    """The Prefect resource id of a dataset's events (what a training trigger matches)."""
+    return f"corpus.dataset.{dataset_id(root)}"
+
+
 def publish_dataset(root: str, config: PipelineConfig) -> str | None:
     """Say that `root` holds a finished dataset: a `corpus.dataset.published` event naming its
     token manifest and that manifest's sha256 (what a training trigger starts from, and what
@@ -213,9 +248,8 @@ def publish_dataset(root: str, config: PipelineConfig) -> str | None:
     from prefect.events import emit_event
 
     tokens = jobs.finished(root, "tokenize")
-    key = artifact_key(root, "dataset")
     event = emit_event(event=PUBLISHED,
-                       resource={"prefect.resource.id": f"corpus.dataset.{key}",
+                       resource={"prefect.resource.id": dataset_resource(root),
                                  "prefect.resource.name": root},
                        payload={"dataset": root, "manifest": tokens.url("manifest.json"),
                                 "manifest_sha256": tokens.manifest_sha256(),
@@ -223,31 +257,85 @@ def publish_dataset(root: str, config: PipelineConfig) -> str | None:
     return str(event.id) if event is not None else None
 
 
+class TrainingProgress:
+    """The trainer's `step N/M` lines as a Prefect progress artifact, updated every few
+    seconds (and at 100 when the run ends); every line also goes to the run log."""
+
+    EVERY_S = 3.0
+
+    def __init__(self, dataset: str, log):
+        self.dataset, self.log = dataset, log
+        self.artifact_id = None
+        self.last = 0.0
+
+    def __call__(self, line: str) -> None:
+        self.log(line)
+        match = re.match(r"step (\d+)/(\d+) ", line)
+        if match is None:
+            return
+        done = 100.0 * int(match[1]) / max(1, int(match[2]))
+        if self.artifact_id is None:
+            self.artifact_id = create_progress_artifact(
+                progress=done, key=artifact_key(self.dataset, "train-progress"),
+                description="Training: share of the steps done")
+        elif time.monotonic() - self.last >= self.EVERY_S or done >= 100:
+            update_progress_artifact(self.artifact_id, done)
+        else:
+            return
+        self.last = time.monotonic()
+
+    def finish(self) -> None:
+        if self.artifact_id is not None:
+            update_progress_artifact(self.artifact_id, 100.0)
+
+
 @flow(name="corpus-train", log_prints=True)
 def corpus_train(dataset: str, config: dict | None = None, out: str | None = None,
                  init_from: str | None = None, resume: bool = False,
-                 nodes: list[str] | None = None) -> dict:
+                 nodes: list[str] | None = None, manifest_sha256: str | None = None):
     """Train on a finished dataset's token shards: the trainer runs under torchrun as a
     subprocess, its lines go into this run's log, and its metrics, curves and sample are
-    published. A flow of its own, so a deployment or an automation can start it."""
+    published. A flow of its own, so a deployment or an automation can start it.
+
+    `manifest_sha256` (what the `corpus.dataset.published` trigger passes) picks the snapshot
+    whose token manifest has that hash, wherever it is now (the dataset root, or
+    `snapshots/<name>/` after a newer refresh), and is this training's idempotency key: a
+    manifest claimed by another training run is not trained again (the run ends `Skipped`)."""
     cfg = PipelineConfig.from_dict(config or {})
     logger = get_run_logger()
-    result = train_dataset(dataset, cfg, out=out, init_from=init_from, log=logger.info,
+    keys = dataset  # the dataset's artifacts keep its keys when a snapshot of it is trained
+    if manifest_sha256 is not None:
+        from flows import schedule
+
+        found = schedule.locate_snapshot(dataset, manifest_sha256)
+        if found is None:
+            return Completed(name="Skipped", message=f"no snapshot of {dataset} holds a token "
+                             f"manifest with sha256 {manifest_sha256}: nothing to train")
+        holder = schedule.claim_manifest(manifest_sha256, found)
+        if holder is not None:
+            logger.info("manifest %s… was already trained by flow run %s: not trained again",
+                        manifest_sha256[:12], holder)
+            return Completed(name="Skipped", message=f"manifest {manifest_sha256[:12]}… "
+                             f"already trained by flow run {holder}")
+        dataset = found
+    progress = TrainingProgress(keys, logger.info)
+    result = train_dataset(dataset, cfg, out=out, init_from=init_from, log=progress,
                            resume=resume, nodes=nodes)
+    progress.finish()
     rows = [{"measure": k, "value": result[k]} for k in
             ("initial_train_loss", "initial_val_loss", "final_train_loss", "final_val_loss",
              "val_perplexity", "steps", "world_size", "backend", "tokens_seen", "num_params",
              "samples_consumed")
             if k in result]
     skipped = " (already finished: reused)" if result.get("skipped") else ""
-    create_table_artifact(key=artifact_key(dataset, "train-metrics"), table=rows,
+    create_table_artifact(key=artifact_key(keys, "train-metrics"), table=rows,
                           description=f"Training: losses before and after, and the run's "
                                       f"shape{skipped}")
     curves = dashboards.training_markdown(result["output"])
     if curves:
-        create_markdown_artifact(key=artifact_key(dataset, "train-curves"), markdown=curves,
+        create_markdown_artifact(key=artifact_key(keys, "train-curves"), markdown=curves,
                                  description="Training loss and validation perplexity over steps")
-    create_markdown_artifact(key=artifact_key(dataset, "train-sample"),
+    create_markdown_artifact(key=artifact_key(keys, "train-sample"),
                              markdown="```\n" + result.get("sample_text", "")
                              + "\n```", description="Text generated by the trained model")
     return result
@@ -256,11 +344,13 @@ def corpus_train(dataset: str, config: dict | None = None, out: str | None = Non
 @flow(name="corpus-build", log_prints=True)
 def corpus_build(output: str, config: dict | None = None, site_url: str | None = None,
                  inputs: list[str] | None = None, train: bool = True,
-                 until: str | None = None, crawl: bool = False) -> dict:
+                 until: str | None = None, crawl: bool = False,
+                 refresh: bool = False) -> dict:
     """Build a corpus into `output`: crawl (the config's seeds, or `site_url`) or read `inputs`,
     then extract, filter, dedup, shard, tokenize and, when `train`, train a GPT on the result.
     `until` stops after that stage ("scrape" after the crawl). A stage that leaves no record
-    stops the flow: `empty_at` names it."""
+    stops the flow: `empty_at` names it (an error, unless `refresh`: then it means that this
+    snapshot holds nothing the earlier ones did not)."""
     cfg = PipelineConfig.from_dict(config or {})
     if site_url is not None:
         cfg = replace(cfg, crawl=replace(cfg.crawl, seeds=(site_url,)))
@@ -283,7 +373,10 @@ def corpus_build(output: str, config: dict | None = None, site_url: str | None =
         stages.append(run())
         if stages[-1]["records_out"] == 0:
             summary["empty_at"] = name
-            get_run_logger().error("%s left no records: the flow stops here", name)
+            if refresh:  # a refresh that finds nothing new is no error
+                get_run_logger().info("%s left no records: nothing new in this snapshot", name)
+            else:
+                get_run_logger().error("%s left no records: the flow stops here", name)
             break
         if name == until:
             break

@@ -10,6 +10,7 @@ with its real address (the port is only known once it listens).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import html
 import json
 import mimetypes
@@ -205,9 +206,18 @@ def generate_site(root: Path, seed: int = 0, pages_per_lang: int = 6) -> SiteTru
 def _handler(root: Path, truth: SiteTruth):
     class Handler(BaseHTTPRequestHandler):
         def _send(self, status: int, body: bytes, ctype: str) -> None:
+            # an ETag, and 304 to a request that holds it: what a refresh crawl meets on the web
+            etag = '"%s"' % hashlib.sha1(body).hexdigest()[:16]
+            if status == 200 and etag in self.headers.get("If-None-Match", ""):
+                self.send_response(304)
+                self.send_header("ETag", etag)
+                self.end_headers()
+                return
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
+            if status == 200:
+                self.send_header("ETag", etag)
             self.end_headers()
             self.wfile.write(body)
 

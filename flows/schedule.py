@@ -1,0 +1,169 @@
+"""Scheduled refresh and triggered training.
+
+`corpus-refresh` is a flow: a new snapshot of the same seeds (the crawl sends conditional
+requests for every page an earlier snapshot archived), processed, deduplicated against the earlier
+snapshots, and published with a `corpus.dataset.published` event. `corpus serve` registers two
+deployments against a Prefect server and runs them: the refresh on a cron schedule, and
+`corpus-train` with a trigger on that event, which starts a training run on the published
+manifest. The manifest's sha256 is the training's idempotency key: `claim_manifest` records it on
+the server (a Prefect variable), so the same manifest is never trained twice, whatever number of
+events name it.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import time
+from dataclasses import replace
+
+from prefect import flow, get_run_logger
+
+from flows.corpus_flow import PUBLISHED, corpus_build, corpus_train, dataset_resource, \
+    dataset_id
+from flows.dataset_root import SNAPSHOTS_DIR, DatasetRoot, normalize_root
+from pipelines.stage import StageDir
+from schemas.config import PipelineConfig
+
+REFRESH_FLOW = "corpus-refresh"
+CLAIM_PREFIX = "corpus_trained_"
+# States of a claiming run that give its manifest back: it will not train it any more.
+GIVES_BACK = {"FAILED", "CRASHED", "CANCELLED", "CANCELLING"}
+
+
+def snapshot_name(now: float | None = None) -> str:
+    """A new snapshot's default name: the UTC time to the second, `20261126T031500Z`."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
+
+
+def crawl_identity(config: PipelineConfig) -> dict:
+    """What a dataset root records of a crawl build (see `DatasetRoot.claim`)."""
+    seeds = sorted(config.crawl.seeds)
+    return {"source": f"crawl of {len(seeds)} seed(s)", "seeds": seeds,
+            "snapshot": config.snapshot}
+
+
+@flow(name=REFRESH_FLOW, log_prints=True)
+def corpus_refresh(output: str, config: dict, snapshot: str | None = None,
+                   train: bool = False) -> dict:
+    """A new snapshot of `output`'s seeds (`config["crawl"]["seeds"]`), named `snapshot` (default:
+    the UTC time). The snapshot the folder holds moves to `snapshots/<its name>/`; the crawl
+    revisits its pages with conditional requests (unchanged pages are counted, not kept again);
+    dedup compares with every earlier snapshot; a snapshot with documents left is published
+    (`corpus.dataset.published`). `train` trains in this run too; a served refresh leaves that
+    to the training deployment's trigger."""
+    logger = get_run_logger()
+    cfg = PipelineConfig.from_dict(config)
+    if not cfg.crawl.seeds:
+        raise ValueError("corpus-refresh needs seeds: config crawl.seeds is empty")
+    cfg = replace(cfg, snapshot=snapshot or snapshot_name())
+    root = DatasetRoot(normalize_root(output))
+    with root.lock("corpus refresh"):
+        for note in root.claim(crawl_identity(cfg), overwrite=False):
+            logger.info(note)
+        summary = corpus_build(output=root.root, config=cfg.to_dict(), crawl=True, train=train,
+                               refresh=True)
+    summary["snapshot"] = cfg.snapshot
+    if summary["empty_at"] is not None:
+        logger.info("snapshot %s: nothing new since the last snapshot (the %s stage left no "
+                    "document); nothing published", cfg.snapshot, summary["empty_at"])
+    return summary
+
+
+# ---- the training trigger's side: which snapshot, and was it trained already --------------
+
+
+def snapshot_roots(dataset: str) -> list[str]:
+    """The dataset root and each archived snapshot's folder under it, newest last."""
+    root = normalize_root(dataset).rstrip("/")
+    stage = StageDir(root, "tokenize")
+    found = [root]
+    archive = posixpath.join(stage.path.rsplit("/", 1)[0], SNAPSHOTS_DIR)
+    if stage.fs.exists(archive):
+        found += [posixpath.join(root, SNAPSHOTS_DIR, posixpath.basename(p))
+                  for p in sorted(stage.fs.ls(archive, detail=False))]
+    return found
+
+
+def locate_snapshot(dataset: str, manifest_sha256: str) -> str | None:
+    """The folder (root or `snapshots/<name>`) whose finished token manifest has that sha256."""
+    for root in snapshot_roots(dataset):
+        tokens = StageDir(root, "tokenize")
+        if tokens.manifest() is not None and tokens.manifest_sha256() == manifest_sha256:
+            return root
+    return None
+
+
+def claim_manifest(manifest_sha256: str, where: str) -> str | None:
+    """Claim a token manifest for this flow run's training, on the Prefect server: a variable
+    `corpus_trained_<sha256>` created only if absent (the server makes that atomic). Returns
+    None when this run holds the claim, else the id of the flow run that holds it. A claim held
+    by a run that failed, crashed or was cancelled is taken over."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+    from prefect.context import get_run_context
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    me = str(get_run_context().flow_run.id)
+    name = CLAIM_PREFIX + manifest_sha256.lower()
+    value = {"flow_run": me, "snapshot": where, "claimed_at": time.time()}
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_variable(VariableCreate(name=name, value=value))
+            return None
+        except ObjectAlreadyExists:
+            pass
+        held = client.read_variable_by_name(name)
+        holder = (held.value or {}).get("flow_run") if held is not None else None
+        if holder == me:
+            return None
+        try:
+            state = client.read_flow_run(holder).state if holder else None
+        except ObjectNotFound:  # the run was deleted: its claim is void
+            state = None
+        if state is not None and state.type.value not in GIVES_BACK:
+            return holder
+        client.update_variable(VariableUpdate(name=name, value=value))
+        return None
+
+
+# ---- deployments -----------------------------------------------------------------------------
+
+
+def deployments(output: str, config: PipelineConfig, cron: str | None = None,
+                interval_s: float | None = None, timezone: str | None = None,
+                train: bool = True) -> list:
+    """The refresh deployment (on `cron`, or every `interval_s` seconds) and, when `train`, the
+    training deployment with its trigger on this dataset's `corpus.dataset.published`."""
+    from datetime import timedelta
+
+    from prefect.events import DeploymentEventTrigger
+    from prefect.schedules import Cron, Interval
+    from prefect.types.entrypoint import EntrypointType
+
+    output = normalize_root(output)
+    name = dataset_id(output)
+    when = Cron(cron, timezone=timezone) if cron else Interval(timedelta(seconds=interval_s))
+    found = [corpus_refresh.to_deployment(
+        name=name, schedule=when, parameters={"output": output, "config": config.to_dict()},
+        description=f"A new snapshot of {output} from its seeds, on a schedule",
+        tags=["corpus", name], entrypoint_type=EntrypointType.MODULE_PATH)]
+    if train:
+        trigger = DeploymentEventTrigger(
+            name=f"train {name} when a snapshot is published", expect={PUBLISHED},
+            match={"prefect.resource.id": dataset_resource(output)},
+            parameters={"dataset": "{{ event.payload.dataset }}",
+                        "manifest_sha256": "{{ event.payload.manifest_sha256 }}"})
+        found.append(corpus_train.to_deployment(
+            name=name, parameters={"dataset": output, "config": config.to_dict()},
+            triggers=[trigger], tags=["corpus", name],
+            description=f"Train on each snapshot of {output} once it is published",
+            entrypoint_type=EntrypointType.MODULE_PATH))
+    return found
+
+
+def serve(found: list) -> None:
+    """Register the deployments and run their flow runs here, one at a time (a refresh moves
+    the previous snapshot's folders, so it never runs beside a training on them)."""
+    from prefect import serve as prefect_serve
+
+    prefect_serve(*found, limit=1, print_starting_message=True)

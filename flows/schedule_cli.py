@@ -1,0 +1,138 @@
+"""`corpus refresh` and `corpus serve`: a dataset that renews itself.
+
+    corpus refresh --output data/news                 # a new snapshot now (the seeds it has)
+    corpus serve --output data/news --cron "0 3 * * *"  # every night, and train on each
+
+`refresh` runs the `corpus-refresh` flow once. `serve` registers the refresh deployment (cron
+schedule) and the training deployment (trigger on `corpus.dataset.published`) with the Prefect
+server that PREFECT_API_URL names, and runs their flow runs until stopped. A schedule needs a
+real server (`prefect server start`): the temporary one a command starts has no scheduler.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from flows.cli import (UserError, add_crawl_args, build_config, common_args, crawl_config,
+                       normalize_root, positive_float, print_summary, read_seeds)
+from schemas.config import PipelineConfig
+
+
+def refresh_config(args) -> PipelineConfig:
+    """The config with its seeds: --seeds/--seeds-file, else the config file's `crawl.seeds`,
+    else the seeds the dataset folder recorded at its last crawl (the same sources)."""
+    from flows.dataset_root import DatasetRoot
+
+    config = build_config(args)
+    if args.seeds or args.seeds_file:
+        seeds = read_seeds(args)
+    elif config.crawl.seeds:
+        seeds = list(config.crawl.seeds)
+    else:
+        held = DatasetRoot(normalize_root(args.output)).read_identity() or {}
+        seeds = list(held.get("seeds") or [])
+        if not seeds:
+            raise UserError(f"no seeds: {args.output} holds no earlier crawl to refresh; give "
+                            f"--seeds URL... or --seeds-file FILE (or crawl.seeds in --config)")
+    return crawl_config(args, config, seeds)
+
+
+def cmd_refresh(args) -> int:
+    from flows.corpus_flow import DatasetError
+    from flows.schedule import corpus_refresh
+
+    config = refresh_config(args)
+    try:
+        summary = corpus_refresh(output=normalize_root(args.output), config=config.to_dict(),
+                                 snapshot=args.snapshot, train=args.train)
+    except DatasetError as err:
+        raise UserError(str(err)) from None
+    print_summary(summary)
+    if summary["empty_at"] is not None:
+        print(f"snapshot {summary['snapshot']}: nothing new since the last snapshot (the "
+              f"{summary['empty_at']} stage left no document); nothing published")
+    return 0
+
+
+def require_server() -> str:
+    """The URL of the Prefect server PREFECT_API_URL names, checked to answer; else one line."""
+    import urllib.error
+    import urllib.request
+
+    from prefect.settings import PREFECT_API_URL
+
+    url = (PREFECT_API_URL.value() or "").rstrip("/")
+    if not url:
+        raise UserError("corpus serve needs a Prefect server (the temporary one a command starts "
+                        "has no scheduler): run `prefect server start` and set "
+                        "PREFECT_API_URL=http://127.0.0.1:4200/api (README, Running it on a "
+                        "schedule)")
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=10) as answer:
+            answer.read()
+    except (urllib.error.URLError, OSError) as err:
+        raise UserError(f"no Prefect server answers at PREFECT_API_URL={url} "
+                        f"({getattr(err, 'reason', err)}): start it with `prefect server "
+                        f"start`") from None
+    return url
+
+
+def check_cron(expression: str, timezone: str | None) -> None:
+    from prefect.client.schemas.schedules import CronSchedule
+
+    try:
+        CronSchedule(cron=expression, timezone=timezone)
+    except ValueError as err:
+        errors = getattr(err, "errors", lambda: [])()
+        why = errors[0]["msg"].removeprefix("Value error, ") if errors else str(err)
+        raise UserError(f"--cron {expression!r}"
+                        f"{f' --timezone {timezone}' if timezone else ''}: {why}") from None
+
+
+def cmd_serve(args) -> int:
+    from flows.schedule import deployments, serve
+
+    if args.cron is None and args.every is None:
+        raise UserError("give --cron EXPRESSION (e.g. \"0 3 * * *\": every night at 03:00) or "
+                        "--every SECONDS")
+    if args.cron is not None:
+        check_cron(args.cron, args.timezone)
+    config = refresh_config(args)
+    url = require_server()
+    found = deployments(normalize_root(args.output), config, cron=args.cron,
+                        interval_s=args.every, timezone=args.timezone, train=not args.no_train)
+    when = f"cron {args.cron!r}" + (f" ({args.timezone})" if args.timezone else "") \
+        if args.cron else f"every {args.every:g} s"
+    print(f"serve: {len(config.crawl.seeds)} seed(s) into {args.output}, refreshed {when}"
+          f"{'' if args.no_train else ', each published snapshot trained once'}; server {url}; "
+          f"Ctrl-C stops", file=sys.stderr)
+    serve(found)
+    return 0
+
+
+def add_schedule_commands(sub) -> None:
+    refresh = sub.add_parser("refresh", help="a new snapshot of a crawled dataset now: the same "
+                             "seeds, conditional requests, dedup against earlier snapshots, "
+                             "then the published event")
+    refresh.add_argument("--output", required=True, help="dataset folder (made by a crawl)")
+    refresh.add_argument("--snapshot", help="the new snapshot's name (default: the UTC time, "
+                         "e.g. 20261126T031500Z)")
+    refresh.add_argument("--train", action="store_true",
+                         help="train on the new snapshot in the same run")
+    add_crawl_args(refresh)
+    common_args(refresh, cmd_refresh, output=False)
+
+    serve = sub.add_parser("serve", help="register the scheduled refresh and the training "
+                           "trigger with a Prefect server (PREFECT_API_URL) and run them")
+    serve.add_argument("--output", required=True, help="dataset folder to keep refreshed")
+    when = serve.add_mutually_exclusive_group()
+    when.add_argument("--cron", metavar="EXPRESSION",
+                      help="when to refresh, as cron: \"0 3 * * *\" is every night at 03:00")
+    when.add_argument("--every", type=positive_float, metavar="SECONDS",
+                      help="refresh every this many seconds instead")
+    serve.add_argument("--timezone", help="the cron's time zone, e.g. Europe/Berlin (default "
+                       "UTC)")
+    serve.add_argument("--no-train", action="store_true",
+                       help="no training deployment: refresh and publish only")
+    add_crawl_args(serve)
+    common_args(serve, cmd_serve, output=False)
