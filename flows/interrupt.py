@@ -87,12 +87,30 @@ def _alive(pid: int) -> bool:
         return False
 
 
+# What a command adds to the clean-up (`on_stop`): a line to say instead of MESSAGE, and calls
+# made before the process tree is stopped (each one's errors ignored: the exit must happen).
+_STOP: dict = {"message": MESSAGE, "calls": []}
+
+
+def on_stop(call=None, message: str | None = None) -> None:
+    """Run `call()` when Ctrl-C or SIGTERM stops the command, and say `message` then."""
+    if call is not None:
+        _STOP["calls"].append(call)
+    if message is not None:
+        _STOP["message"] = message
+
+
 def _on_signal(signum, _frame) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # Straight to the file descriptor: inside a flow, Prefect turns print() into log records,
     # and a log line may be half-written when the signal lands.
-    os.write(sys.stderr.fileno(), f"\n{MESSAGE}\n".encode())
+    os.write(sys.stderr.fileno(), f"\n{_STOP['message']}\n".encode())
+    for call in _STOP["calls"]:
+        try:
+            call()
+        except Exception:  # noqa: BLE001 (stopping matters more than this call)
+            pass
     # What the runner's threads say while their workers go away is noise after that line.
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stderr.fileno())

@@ -106,8 +106,30 @@ def cmd_serve(args) -> int:
     print(f"serve: {len(config.crawl.seeds)} seed(s) into {args.output}, refreshed {when}"
           f"{'' if args.no_train else ', each published snapshot trained once'}; server {url}; "
           f"Ctrl-C stops", file=sys.stderr)
+    from flows import interrupt
+
+    interrupt.on_stop(lambda: pause(url, found), message=(
+        "corpus: serve stopped; its deployments are paused (no run piles up meanwhile) and "
+        "resume when `corpus serve` runs again"))
     serve(found)
     return 0
+
+
+def pause(url: str, found: list) -> None:
+    """Pause the served deployments (what Prefect's own runner does when it stops), over plain
+    HTTP: this runs in a signal handler, beside the runner's event loop."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    for deployment in found:
+        name = urllib.parse.quote(f"{deployment.flow_name}/{deployment.name}", safe="/")
+        with urllib.request.urlopen(f"{url}/deployments/name/{name}", timeout=5) as answer:
+            deployment_id = json.loads(answer.read())["id"]
+        request = urllib.request.Request(
+            f"{url}/deployments/{deployment_id}", data=json.dumps({"paused": True}).encode(),
+            method="PATCH", headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=5).close()
 
 
 def add_schedule_commands(sub) -> None:

@@ -126,11 +126,14 @@ def test_a_scheduled_refresh_publishes_and_its_event_trains_that_manifest_once(t
                          for d in deployments]
             assert sorted(schedules) == [[], ["* * * * *"]]
             assert len(snapshot_roots(str(dataset))) >= 1
+            # Ctrl-C: one line, exit 130, the deployments paused so no run piles up meanwhile
+            serve.send_signal(signal.SIGINT)
+            assert serve.wait(60) == 130
+            said = serve_log.read_text(errors="replace").strip().splitlines()[-1]
+            assert said.startswith("corpus: serve stopped; its deployments are paused")
+            assert [d["paused"] for d in server.api("/deployments/filter", {})] == [True, True]
         finally:
-            os.killpg(serve.pid, signal.SIGTERM)
-            try:
-                serve.wait(30)
-            except subprocess.TimeoutExpired:
+            if serve.poll() is None:
                 os.killpg(serve.pid, signal.SIGKILL)
                 serve.wait()
 
