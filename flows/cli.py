@@ -269,7 +269,8 @@ def build_config(args) -> PipelineConfig:
     """The config file (`--config`), then the flags given on top of it."""
     engine = {name: getattr(args, option) for option, name in (
         ("workers", "workers"), ("running_mode", "running_mode"), ("runner", "runner"),
-        ("beam_options", "pipeline_args")) if getattr(args, option, None)}
+        ("write_memory", "write_memory"), ("beam_options", "pipeline_args"))
+        if getattr(args, option, None)}
     data: dict = {"engine": engine, "train": {}, "read": {}, "extract": {}, "filter": {}}
     if getattr(args, "langs", None):
         data["filter"]["langs"] = [x.strip() for x in args.langs.split(",") if x.strip()]
@@ -618,6 +619,10 @@ def add_engine_args(p):
                    "PortableRunner, FlinkRunner, SparkRunner or DataflowRunner submit the same "
                    "jobs elsewhere, configured with --beam-option; the dataset folder must then "
                    "be reachable by every worker (README: Running on other Beam runners)")
+    p.add_argument("--write-memory", type=byte_size, metavar="SIZE",
+                   help=f"rows a worker holds per Parquet file it writes before it spills a "
+                   f"sorted run to disk (default {EngineConfig.write_memory // 2**20}MiB); the "
+                   f"output is the same for any value")
     p.add_argument("--beam-option", dest="beam_options", action="append", default=[],
                    type=beam_option, metavar="--KEY=VALUE",
                    help="a pipeline option for --runner, repeatable; write it with '=', e.g. "

@@ -569,7 +569,8 @@ def build_crawl(stage: StageDir, config: CrawlConfig, engine: EngineConfig,
                                                  progress))
                .with_outputs("rejected", "links", main="archived"))
         out.rejected | "WriteRejected" >> WriteTable(stage.url(REJECTED_DIR), REJECTED_SCHEMA,
-                                                     prefix=f"rejected-r{round_no:02d}")
+                                                     prefix=f"rejected-r{round_no:02d}",
+                                                     memory_limit=engine.write_memory)
         (out.links | "Collect" >> beam.combiners.ToList()
          | "WriteLinks" >> beam.Map(_write_links, links_url))
         with Progress(lane_states, len(items), log):

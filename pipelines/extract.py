@@ -182,7 +182,8 @@ def build_extract(stage: StageDir, input_urls: list[str], config: ExtractConfig,
     out = (p | "Files" >> beam.Create(sorted(input_urls))
            | "Extract" >> ExtractDocuments(config, snapshot, read, progress))
     out["documents"] | "WriteDocs" >> WriteTable(stage.url(DATA_DIR), DOCUMENT_SCHEMA,
-                                                 num_shards=num_shards)
-    write_rejected(out["rejected"], stage.url(REJECTED_DIR))
+                                                 num_shards=num_shards,
+                                                 memory_limit=engine.write_memory)
+    write_rejected(out["rejected"], stage.url(REJECTED_DIR), engine.write_memory)
     return run_pipeline(p)
 

@@ -91,6 +91,7 @@ def build_filter(stage: StageDir, doc_urls: list[str], config: FilterConfig, num
     p = make_pipeline(engine)
     out = p | "Read" >> ReadTable(doc_urls) | "Filter" >> FilterDocuments(config, progress)
     out.documents | "WriteDocs" >> WriteTable(stage.url(DATA_DIR), DOCUMENT_SCHEMA,
-                                              num_shards=num_shards)
-    write_rejected(out.rejected, stage.url(REJECTED_DIR))
+                                              num_shards=num_shards,
+                                              memory_limit=engine.write_memory)
+    write_rejected(out.rejected, stage.url(REJECTED_DIR), engine.write_memory)
     return run_pipeline(p)

@@ -39,6 +39,6 @@ def build_shard(stage: StageDir, doc_urls: list[str], config: ShardConfig,
                                                 prefix="corpus", num_shards=config.num_shards,
                                                 compression=config.compression,
                                                 partition_by="lang" if config.partition_by_lang
-                                                else None)
-    write_rejected(out.rejected, stage.url(REJECTED_DIR))
+                                                else None, memory_limit=engine.write_memory)
+    write_rejected(out.rejected, stage.url(REJECTED_DIR), engine.write_memory)
     return run_pipeline(p)

@@ -446,9 +446,10 @@ def _partition_name(value) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text) or "und"
 
 
-def write_rejected(rejected, folder: str):
+def write_rejected(rejected, folder: str, memory_limit: int = MEMORY_LIMIT):
     """The rejected-records table of a stage (one file; rejects are few)."""
-    return rejected | "WriteRejected" >> WriteTable(folder, REJECTED_SCHEMA, prefix="rejected")
+    return rejected | "WriteRejected" >> WriteTable(folder, REJECTED_SCHEMA, prefix="rejected",
+                                                    memory_limit=memory_limit)
 
 
 class CountIn(beam.DoFn):

@@ -367,7 +367,7 @@ def build_tokenize(stage: StageDir, corpus_urls: list[str], config: TokenizeConf
      | "GroupRuns" >> beam.GroupByKey()
      | "WriteShard" >> beam.ParDo(WriteTokenShard(stage.url(DATA_DIR), dtype,
                                                   config.memory_limit)))
-    write_rejected(encoded.rejected, stage.url(REJECTED_DIR))
+    write_rejected(encoded.rejected, stage.url(REJECTED_DIR), engine.write_memory)
     counters = run_pipeline(p, maxima=(STAGE,))
     clean_work(stage)
     return counters, {**tokenizer.source, "estimate": estimate, "shards_planned": shards}

@@ -22,6 +22,14 @@ class EngineConfig:
     runner: str = "FnApiRunner"  # any Beam runner name, e.g. "PortableRunner", "FlinkRunner"
     pipeline_args: tuple[str, ...] = ()  # that runner's options, e.g. ("--job_endpoint=host:8099",)
     worker_log: str | None = None  # where local worker processes log; None = temp folder
+    # estimated bytes of rows a worker holds per Parquet writer before it spills a sorted run
+    # (pipelines/tables.py); any value gives the same bytes
+    write_memory: int = 64 << 20
+
+    def __post_init__(self):
+        if self.write_memory < 1:
+            raise ValueError(f"engine write_memory must be at least 1 byte, got "
+                             f"{self.write_memory}")
 
 
 CRAWL_SCOPES = ("domain", "host", "any")

@@ -235,3 +235,27 @@ def test_a_broken_run_leaves_no_file(tmp_path):
                                group_rows=50, budget=1 << 20, work=str(tmp_path / "work"))
     assert not out.exists()
     assert all(Path(r).exists() for r in runs)  # kept for a retry
+
+
+def test_a_build_writes_the_same_files_with_any_write_memory(tmp_path):
+    """`--write-memory` (engine.write_memory) reaches the extract, filter and shard writers: a
+    limit of 4 KiB (runs of a few documents) gives the files the default gives."""
+    from flows.cli import build_config, main, parser
+
+    args = parser().parse_args(["build", "--input", "x", "--output", "y", "--write-memory", "4KiB"])
+    assert build_config(args).engine.write_memory == 4096
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"id": d["id"], "url": d["url"], "text": d["text"]}) + "\n"
+                            for d in corpus(300)))
+    built = {}
+    for name, extra in (("default", []), ("small", ["--write-memory", "4KiB"])):
+        out = tmp_path / name
+        assert main(["build", "--input", str(docs), "--output", str(out), "--until", "shard",
+                     "-q", *extra]) == 0
+        assert not list(out.rglob(RUNS_DIR)), "runs left behind"
+        built[name] = {str(p.relative_to(out)): p.read_bytes()
+                       for stage in ("extract", "filter", "shard") for p in
+                       sorted((out / stage).rglob("*.parquet"))}
+    assert len(built["default"]) >= 6 and built["small"] == built["default"]
+    small = json.loads((tmp_path / "small" / "shard" / "manifest.json").read_text())
+    assert small["counts"]["records_out"] > 100
