@@ -14,7 +14,8 @@ import os
 import sys
 from dataclasses import replace
 
-from flows.dataset_root import DatasetRoot, RootError, inside, is_url, normalize_root
+from flows.dataset_root import (DatasetRoot, RootError, crawl_identity, inside, is_url,
+                                normalize_root)
 from schemas.config import (CRAWL_SCOPES, DTYPES, KEEP_POLICIES, MODEL_PRESETS, PARALLEL_MODES,
                             SWITCHES, VERIFY_MODES, CrawlConfig, DedupConfig, EngineConfig,
                             ExtractConfig, LangIdConfig, PipelineConfig, ReadConfig, TokenizeConfig,
@@ -489,9 +490,7 @@ def crawl_flow(args, config: PipelineConfig, output: str, command: str) -> int:
     train = getattr(args, "train", False)
     root = DatasetRoot(output)
     with root.lock(command):
-        identity = {"source": f"crawl of {len(seeds)} seed(s)", "seeds": sorted(seeds),
-                    "snapshot": config.snapshot}
-        for note in root.claim(identity, args.overwrite):
+        for note in root.claim(crawl_identity(seeds, config.snapshot), args.overwrite):
             print(f"note: {note}", file=sys.stderr)
         until = "scrape" if command == "corpus crawl" else getattr(args, "until", None)
         run_flow(root.root, config, crawl=True, train=train, until=until)

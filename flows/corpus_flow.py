@@ -92,14 +92,11 @@ def publish(root: str, result: StageResult) -> dict:
     return stage_summary(root, result)
 
 
-def progress_artifact(root: str, stage: str):
+def progress_artifact(root: str, stage: str, description: str | None = None):
     """The share of a running stage done, as the Prefect progress artifact `<stage>-progress`:
-    made when the stage's job starts, updated every few seconds from its progress display's
-    thread (which runs in this task's context), 100 when the job has finished
-    (`pipelines.progress.StageProgress` calls it; only stages that know how many records to
-    expect do)."""
-    from prefect.artifacts import create_progress_artifact, update_progress_artifact
-
+    made at the first report, updated at each next one (`pipelines.progress.StageProgress` calls
+    it every few seconds from its display thread, which runs in the task's context, and with
+    100 when the job has finished; only stages that know how many records to expect do)."""
     made: list = []
 
     def report(percent: float) -> None:
@@ -108,7 +105,7 @@ def progress_artifact(root: str, stage: str):
         else:
             made.append(create_progress_artifact(
                 progress=percent, key=artifact_key(root, f"{stage}-progress"),
-                description=f"{stage}: share of its input records processed"))
+                description=description or f"{stage}: share of its input records processed"))
     return report
 
 
@@ -131,10 +128,15 @@ STAGE_TASK = {"cache_policy": NO_CACHE, "retries": 2, "retry_delay_seconds": [2,
 
 
 @task(name="scrape", **STAGE_TASK)
-def scrape_task(root: str, config: PipelineConfig) -> dict:
-    """Crawl the config's seeds (a refresh when the folder holds an earlier crawl)."""
+def scrape_task(root: str, config: PipelineConfig, resume: bool = False) -> dict:
+    """Crawl the config's seeds (a refresh when the folder holds an earlier crawl); `resume`: a
+    build that stopped after its crawl goes on from it instead."""
     logger = get_run_logger()
-    return publish(root, jobs.run_crawl(root, config, log=logger.info))
+    earlier = jobs.unfinished_build_crawl(root, config) if resume else None
+    if earlier is not None:
+        logger.info("scrape: the crawl of this build finished before it stopped: going on "
+                    "from it, not crawling again")
+    return publish(root, earlier or jobs.run_crawl(root, config, log=logger.info))
 
 
 @task(name="extract", **STAGE_TASK)
@@ -258,35 +260,28 @@ def publish_dataset(root: str, config: PipelineConfig) -> str | None:
 
 
 class TrainingProgress:
-    """The trainer's `step N/M` lines as a Prefect progress artifact, updated every few
-    seconds (and at 100 when the run ends); every line also goes to the run log."""
+    """The trainer's `step N/M` lines as the progress artifact `train-progress`, updated at most
+    every few seconds, and at 100 when the run ends; every line also goes to the run log."""
 
     EVERY_S = 3.0
 
     def __init__(self, dataset: str, log):
-        self.dataset, self.log = dataset, log
-        self.artifact_id = None
-        self.last = 0.0
+        self.log = log
+        self.report = progress_artifact(dataset, TRAIN_STAGE, "Training: share of the steps done")
+        self.last: float | None = None
 
     def __call__(self, line: str) -> None:
         self.log(line)
         match = re.match(r"step (\d+)/(\d+) ", line)
         if match is None:
             return
-        done = 100.0 * int(match[1]) / max(1, int(match[2]))
-        if self.artifact_id is None:
-            self.artifact_id = create_progress_artifact(
-                progress=done, key=artifact_key(self.dataset, "train-progress"),
-                description="Training: share of the steps done")
-        elif time.monotonic() - self.last >= self.EVERY_S or done >= 100:
-            update_progress_artifact(self.artifact_id, done)
-        else:
-            return
-        self.last = time.monotonic()
+        if self.last is None or time.monotonic() - self.last >= self.EVERY_S:
+            self.report(100.0 * int(match[1]) / max(1, int(match[2])))
+            self.last = time.monotonic()
 
     def finish(self) -> None:
-        if self.artifact_id is not None:
-            update_progress_artifact(self.artifact_id, 100.0)
+        if self.last is not None:
+            self.report(100.0)
 
 
 @flow(name="corpus-train", log_prints=True)
@@ -362,7 +357,7 @@ def corpus_build(output: str, config: dict | None = None, site_url: str | None =
     summary: dict = {"output": output, "stages": [], "empty_at": None}
     stages = summary["stages"]
     if crawl:
-        stages.append(scrape_task(output, cfg))
+        stages.append(scrape_task(output, cfg, resume=until != "scrape"))
         inputs = jobs.scraped_warcs(output)
     steps = [] if until == "scrape" else [("extract", lambda: extract_task(output, inputs, cfg)),
              ("filter", lambda: filter_task(output, cfg)),

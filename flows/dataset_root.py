@@ -54,6 +54,13 @@ class RootError(Exception):
     """The root cannot be used as asked; the message is one line for the user."""
 
 
+def crawl_identity(seeds, snapshot: str) -> dict:
+    """What a dataset root records of a crawl build (see `DatasetRoot.claim`); a refresh reads
+    its seeds back."""
+    return {"source": f"crawl of {len(seeds)} seed(s)", "seeds": sorted(seeds),
+            "snapshot": snapshot}
+
+
 def is_url(path: str) -> bool:
     return fsspec.core.split_protocol(path)[0] is not None
 

@@ -20,7 +20,8 @@ from prefect import flow, get_run_logger
 
 from flows.corpus_flow import PUBLISHED, corpus_build, corpus_train, dataset_resource, \
     dataset_id
-from flows.dataset_root import SNAPSHOTS_DIR, DatasetRoot, normalize_root
+from flows.dataset_root import SNAPSHOTS_DIR, DatasetRoot, crawl_identity, normalize_root
+from pipelines import jobs
 from pipelines.stage import StageDir
 from schemas.config import PipelineConfig
 
@@ -33,13 +34,6 @@ GIVES_BACK = {"FAILED", "CRASHED", "CANCELLED", "CANCELLING"}
 def snapshot_name(now: float | None = None) -> str:
     """A new snapshot's default name: the UTC time to the second, `20261126T031500Z`."""
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
-
-
-def crawl_identity(config: PipelineConfig) -> dict:
-    """What a dataset root records of a crawl build (see `DatasetRoot.claim`)."""
-    seeds = sorted(config.crawl.seeds)
-    return {"source": f"crawl of {len(seeds)} seed(s)", "seeds": seeds,
-            "snapshot": config.snapshot}
 
 
 @flow(name=REFRESH_FLOW, log_prints=True)
@@ -55,18 +49,55 @@ def corpus_refresh(output: str, config: dict, snapshot: str | None = None,
     cfg = PipelineConfig.from_dict(config)
     if not cfg.crawl.seeds:
         raise ValueError("corpus-refresh needs seeds: config crawl.seeds is empty")
-    cfg = replace(cfg, snapshot=snapshot or snapshot_name())
     root = DatasetRoot(normalize_root(output))
     with root.lock("corpus refresh"):
-        for note in root.claim(crawl_identity(cfg), overwrite=False):
+        unfinished = None if snapshot else unfinished_snapshot(root, cfg)
+        if unfinished:
+            logger.info("snapshot %s did not finish: resuming it before a new one is taken",
+                        unfinished)
+        cfg = replace(cfg, snapshot=snapshot or unfinished or snapshot_name())
+        for note in root.claim(crawl_identity(cfg.crawl.seeds, cfg.snapshot),
+                                overwrite=False):
             logger.info(note)
         summary = corpus_build(output=root.root, config=cfg.to_dict(), crawl=True, train=train,
                                refresh=True)
     summary["snapshot"] = cfg.snapshot
-    if summary["empty_at"] is not None:
-        logger.info("snapshot %s: nothing new since the last snapshot (the %s stage left no "
-                    "document); nothing published", cfg.snapshot, summary["empty_at"])
+    said, failed = unpublished(summary)
+    if said:
+        (logger.error if failed else logger.info)(said)
     return summary
+
+
+def unfinished_snapshot(root: DatasetRoot, config: PipelineConfig) -> str | None:
+    """The name of the snapshot of these seeds that the root holds, if its refresh stopped after
+    the crawl and before the end (interrupted, or failed): the next refresh resumes it, so its
+    pages are published rather than archived unprocessed (and then found unchanged)."""
+    held = root.read_identity() or {}
+    name = held.get("snapshot")
+    if not name or held != crawl_identity(config.crawl.seeds, name):
+        return None
+    resumable = jobs.unfinished_build_crawl(root.root, replace(config, snapshot=name))
+    return name if resumable is not None else None
+
+
+def unpublished(summary: dict) -> tuple[str | None, bool]:
+    """Why a refresh published nothing, as one line, and whether that is a failure (the crawl
+    archived no page at all) rather than a site with nothing new; (None, False) if it did."""
+    stage = summary.get("empty_at")
+    if stage is None:
+        return None, False
+    by_name = {s["stage"]: s for s in summary["stages"]}
+
+    def reasons(name: str) -> str:
+        rejected = sorted(by_name[name]["rejected"].items(), key=lambda kv: -kv[1])
+        return ", ".join(f"{k}={v}" for k, v in rejected) or "none"
+
+    head = f"snapshot {summary['snapshot']}: "
+    if "scrape" in by_name and by_name["scrape"]["records_out"] == 0:
+        return (head + f"the crawl archived no page ({reasons('scrape')}); nothing published; "
+                f"each failure is in {summary['output']}/scrape/rejected/"), True
+    return (head + f"nothing new since the last snapshot (the {stage} stage left no document: "
+            f"{reasons(stage)}); nothing published"), False
 
 
 # ---- the training trigger's side: which snapshot, and was it trained already --------------

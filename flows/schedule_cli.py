@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import sys
 
-from flows.cli import (UserError, add_crawl_args, build_config, common_args, crawl_config,
-                       normalize_root, positive_float, print_summary, read_seeds)
+from flows.cli import (EmptyCorpus, UserError, add_crawl_args, build_config, common_args,
+                       crawl_config, normalize_root, positive_float, print_summary, read_seeds)
 from schemas.config import PipelineConfig
 
 
@@ -39,7 +39,7 @@ def refresh_config(args) -> PipelineConfig:
 
 def cmd_refresh(args) -> int:
     from flows.corpus_flow import DatasetError
-    from flows.schedule import corpus_refresh
+    from flows.schedule import corpus_refresh, unpublished
 
     config = refresh_config(args)
     try:
@@ -48,9 +48,11 @@ def cmd_refresh(args) -> int:
     except DatasetError as err:
         raise UserError(str(err)) from None
     print_summary(summary)
-    if summary["empty_at"] is not None:
-        print(f"snapshot {summary['snapshot']}: nothing new since the last snapshot (the "
-              f"{summary['empty_at']} stage left no document); nothing published")
+    said, failed = unpublished(summary)
+    if failed:
+        raise EmptyCorpus(said)
+    if said:
+        print(said)
     return 0
 
 

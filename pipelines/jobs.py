@@ -74,11 +74,35 @@ def earlier_crawls(root: str) -> list[StageDir]:
     return [stage for _, _, stage in sorted(found, key=lambda f: (float(f[0]), f[1]))]
 
 
+AFTER_CRAWL = ("extract", "filter", "dedup", "shard", "tokenize")
+
+
+def unfinished_build_crawl(root: str, config: PipelineConfig) -> StageResult | None:
+    """The finished crawl in `scrape/` (same seeds, crawl settings and snapshot) when the build
+    after it stopped before its end (interrupted, or failed; the end is the token stage, or a
+    stage that left no record). The same command then goes on from it: a refresh of it would
+    archive its pages as `unchanged` revisits, and the build would never see them."""
+    import json
+
+    done = StageDir(root, crawl.STAGE).manifest()
+    same = json.loads(json.dumps({"crawl": asdict(config.crawl), "snapshot": config.snapshot}))
+    if done is None or done.get("config") != same:
+        return None
+    for name in AFTER_CRAWL:
+        after = StageDir(root, name).manifest()
+        if after is None:
+            return StageResult(crawl.STAGE, done, skipped=True)
+        if after["counts"]["records_out"] == 0:
+            return None
+    return None
+
+
 def run_crawl(root: str, config: PipelineConfig, log=print) -> StageResult:
     """Crawl `config.crawl.seeds` into the scrape folder. When the root holds finished crawls
     (in `scrape/`, or an earlier snapshot's under `snapshots/`), their responses' ETag and
     Last-Modified make this one a refresh: conditional requests, and a 304 archived as an
-    `unchanged` revisit."""
+    `unchanged` revisit. A build that stopped after its crawl goes on from that crawl instead
+    (`unfinished_build_crawl`)."""
     from pipelines.stage import sha256_json
     from pipelines.warc_out import validators
 

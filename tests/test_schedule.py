@@ -174,3 +174,40 @@ def test_refresh_twice_archives_the_first_snapshot_and_finds_nothing_new(tmp_pat
                    )["counts"]["records_out"]
     assert extract["counts"]["records_out"] == 0
     assert not (dataset / "tokenize").exists()
+
+
+def test_a_refresh_whose_crawl_archives_nothing_fails_in_one_line(tmp_path):
+    from tests.prefect_server import free_port
+
+    nobody = f"http://127.0.0.1:{free_port()}/"  # nothing listens there
+    out = subprocess.run([str(BIN / "corpus"), "refresh", "--output", str(tmp_path / "d"),
+                          "--seeds", nobody, "--allow-address", "127.0.0.1/32", "--delay", "0",
+                          "-q"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1, out.stderr[-2000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("corpus: error: snapshot ") and "the crawl archived no page (" in last
+    assert "nothing new" not in out.stdout + out.stderr
+
+
+def test_an_interrupted_refresh_is_resumed_not_archived(tmp_path, site):
+    """A refresh that stopped after its filter stage (markers of the later stages absent, as
+    after Ctrl-C) is finished by the next refresh under the same snapshot name: its pages are
+    published, not moved to snapshots/ unprocessed and then found unchanged."""
+    import shutil
+
+    dataset = tmp_path / "dataset"
+    crawl = ["--allow-address", "127.0.0.1/32", "--delay", "0", "-q"]
+    first = subprocess.run([str(BIN / "corpus"), "refresh", "--output", str(dataset), "--seeds",
+                            site, "--snapshot", "one", *crawl],
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    tokens = (dataset / "tokenize" / "data").glob("*.bin")
+    kept = {p.name: p.read_bytes() for p in tokens}
+    for stage in ("dedup", "shard", "tokenize"):
+        shutil.rmtree(dataset / stage)
+    again = subprocess.run([str(BIN / "corpus"), "refresh", "--output", str(dataset), *crawl],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((dataset / "dataset.json").read_text())["snapshot"] == "one"
+    assert not (dataset / "snapshots").exists()
+    assert {p.name: p.read_bytes() for p in (dataset / "tokenize" / "data").glob("*.bin")} == kept
