@@ -114,6 +114,15 @@ def test_token_shards_hold_exactly_the_kept_documents(demo, corpus):
     assert info.documents("val") >= 1
 
 
+def test_the_demo_writes_the_recorded_data(demo):
+    """Every Parquet and token file as the code before issue 17's restructuring wrote it
+    (tests/golden/demo.json; Parquet by rows, without the columns a new crawl changes)."""
+    from tests import golden
+
+    expected = golden.load("demo.json")["files"]
+    assert golden.differences(expected, golden.digest(demo, demo=True)) == []
+
+
 def test_accounting_holds_for_every_stage(demo):
     for stage in STAGES:
         manifest = json.loads((demo / stage / "manifest.json").read_text())
