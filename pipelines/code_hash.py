@@ -1,7 +1,13 @@
-"""What a stage's output depends on in code: the source of its module and of every project module
-it imports, directly or through others (imports inside functions included). A stage's fingerprint
-holds this hash, so editing a filter reruns the filter stage, and through its changed manifest
-every stage after it, and nothing else; the package version alone would not notice the edit."""
+"""What a stage's output depends on in code: what executes in its module and in every project
+module it imports, directly or through others (imports inside functions included). A stage's
+fingerprint holds this hash, so editing a filter reruns the filter stage, and through its changed
+manifest every stage after it, and nothing else; the package version alone would not notice.
+
+The hash is of each module's syntax tree without its docstrings (comments are not in the tree),
+with an import of a project module reduced to the names it binds, and the modules' hashes are
+combined in sorted order, not by name. So a comment, a docstring, or moving a module to another
+package (and fixing the imports that name it) changes no fingerprint and reruns nothing; a changed
+line of code, or a changed set of modules, does."""
 
 from __future__ import annotations
 
@@ -22,6 +28,10 @@ def module_file(name: str, root: Path = ROOT) -> Path | None:
     return None
 
 
+def _project(name: str | None) -> bool:
+    return bool(name) and name.split(".")[0] in PROJECT
+
+
 def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
     """Project modules named by the imports of one file (`from a import b` counts a.b when b is a
     module, else a)."""
@@ -33,7 +43,7 @@ def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
         for name in names:
-            if name.split(".")[0] in PROJECT and module_file(name, root) is not None:
+            if _project(name) and module_file(name, root) is not None:
                 found.add(name)
     return found
 
@@ -52,13 +62,48 @@ def closure(module: str, root: Path = ROOT) -> list[str]:
     return sorted(seen)
 
 
+class _Canonical(ast.NodeTransformer):
+    """Docstrings dropped; `import pipelines.x as y` / `from pipelines.x import a as b` reduced to
+    the names bound (the module imported is hashed on its own, wherever it lives)."""
+
+    def _body(self, node):
+        self.generic_visit(node)
+        body = node.body
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            node.body = body[1:] or ([] if isinstance(node, ast.Module) else [ast.Pass()])
+        return node
+
+    visit_Module = visit_ClassDef = visit_FunctionDef = visit_AsyncFunctionDef = _body
+
+    def visit_Import(self, node):
+        if not any(_project(a.name) for a in node.names):
+            return node
+        bound = sorted(a.asname or a.name.split(".")[0] for a in node.names)
+        return ast.Expr(ast.Constant("import " + ",".join(bound)))
+
+    def visit_ImportFrom(self, node):
+        if node.level or not _project(node.module):
+            return node
+        bound = sorted(a.asname or a.name for a in node.names)
+        return ast.Expr(ast.Constant("import " + ",".join(bound)))
+
+
+def source_digest(path: Path) -> str | None:
+    """sha256 of what executes in one file (see the module docstring); None when nothing does."""
+    tree = _Canonical().visit(ast.parse(path.read_text(encoding="utf-8")))
+    if not tree.body:
+        return None
+    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
+
+
 @lru_cache(maxsize=None)
 def code_fingerprint(module: str, root: Path = ROOT) -> str:
-    """sha256 over the names and sources of `module`'s closure."""
-    digest = hashlib.sha256()
-    for name in closure(module, root):
-        digest.update(name.encode() + b"\0" + module_file(name, root).read_bytes() + b"\0")
-    return digest.hexdigest()
+    """sha256 over the sorted digests of `module`'s closure (modules in which nothing executes,
+    such as a package's `__init__` with only a docstring, left out)."""
+    digests = sorted(d for d in (source_digest(module_file(name, root))
+                                 for name in closure(module, root)) if d is not None)
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()
 
 
 def tree_fingerprint(root: Path = ROOT) -> str:
