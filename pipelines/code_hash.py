@@ -16,7 +16,8 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+# the checkout: as many folders up as this module is deep in it (wherever it is moved)
+ROOT = Path(__file__).resolve().parents[__name__.count(".")]
 PROJECT = ("pipelines", "schemas")  # what a stage's code can import of ours (the layering rule)
 
 

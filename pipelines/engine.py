@@ -28,6 +28,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.runners.runner import create_runner
 from apache_beam.transforms import environments
 
+from pipelines import beam_worker
 from schemas.config import EngineConfig
 
 _LOGGER = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def make_pipeline(engine: EngineConfig) -> beam.Pipeline:
     mode = engine.running_mode
     if mode == "multi_processing":
         os.environ["CORPUS_BEAM_WORKER_LOG"] = worker_log_path(engine)
-        command = f"{sys.executable} -m pipelines.beam_worker"
+        command = f"{sys.executable} -m {beam_worker.__name__}"
         runner = FnApiRunner(default_environment=environments.SubprocessSDKEnvironment
                              .from_command_string(command_string=command))
         # FnApiRunner would replace our worker command in "multi_processing" mode; the mode

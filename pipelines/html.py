@@ -24,6 +24,8 @@ import time
 
 from schemas.config import ExtractConfig
 
+MODULE = __spec__.name  # what the child runs (`python -m`), wherever this file lives
+
 _META_CHARSET = re.compile(
     rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.IGNORECASE)
 _HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?\s*([a-zA-Z0-9_.:-]+)", re.IGNORECASE)
@@ -161,7 +163,7 @@ class TimedExtractor:
 
     def _start(self, startup_s: float = 120.0) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "pipelines.html"],
+        self.proc = subprocess.Popen([sys.executable, "-m", MODULE],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         try:
             self._reply(time.monotonic() + startup_s)  # ("ready", None)
