@@ -33,7 +33,7 @@ The report prints the kernel's ListenOverflows and TCPSynRetrans counted during 
    empty Beam pipeline of the same engine is timed too (the per-round start-up cost alone).
 
 2. WARC reading, on the crawl's WARC files and on a synthetic set of --warc-records HTML
-   responses (random words, about --page-kb KB each) written with `pipelines.warc_out.
+   responses (random words, about --page-kb KB each) written with `pipelines.crawl.warc_out.
    RotatingWarcWriter` (a request record with each, as a crawl writes; files rotated at 16 MB):
    (a) our reader, `detect_reader(url, ReadConfig()).read(url, ReadConfig(), "extract")` consumed
    fully (rows: every payload read, sha256 of it, metadata JSON; framing checks); (a') the same
@@ -154,7 +154,7 @@ def time_empty_pipeline(engine) -> float:
     """Seconds of a Beam job of the crawl's shape that does nothing: the per-round start-up."""
     import apache_beam as beam
 
-    from pipelines.engine import make_pipeline, run_pipeline
+    from pipelines.core.engine import make_pipeline, run_pipeline
 
     started = time.monotonic()
     p = make_pipeline(engine)
@@ -165,7 +165,7 @@ def time_empty_pipeline(engine) -> float:
 
 def run_crawl_bench(args, work: Path) -> dict:
     from pipelines import jobs
-    from pipelines.tables import stable_hash
+    from pipelines.core.tables import stable_hash
     from schemas.config import CrawlConfig, EngineConfig, PipelineConfig
     from tests import http_fixture
     from tests.http_fixture import serve
@@ -254,7 +254,7 @@ def run_crawl_bench(args, work: Path) -> dict:
 # ---- 2. WARC reading ----------------------------------------------------------------------------
 
 def write_synthetic(folder: Path, records: int, page_bytes: int) -> list[str]:
-    from pipelines.warc_out import RotatingWarcWriter
+    from pipelines.crawl.warc_out import RotatingWarcWriter
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(1)
@@ -310,9 +310,9 @@ def read_beam(files: list[str], engine) -> tuple[int, int, int]:
     """The read half of extract's ExtractDocuments: file names spread, each read where it lands."""
     import apache_beam as beam
 
-    from pipelines.engine import make_pipeline, run_pipeline
+    from pipelines.core.engine import make_pipeline, run_pipeline
+    from pipelines.core.tables import CountIn
     from pipelines.readers import read_records
-    from pipelines.tables import CountIn
     from schemas.config import ReadConfig
 
     p = make_pipeline(engine)

@@ -12,7 +12,7 @@ in pairs.parquet. It is built once per (docs, seed, files) under the work folder
 $TMPDIR/corpus-dedup-bench, outside the repository, kept between runs) and reused while its
 corpus.json matches.
 
-Ours: `pipelines.dedup.build_dedup` on the corpus's Parquet files, Beam on FnApiRunner with
+Ours: `pipelines.dedup.stage.build_dedup` on the corpus's Parquet files, Beam on FnApiRunner with
 --workers worker processes (side `ours`, the default engine: fastest) and with --workers threads
 in one process (side `ours-threads`, `--running-mode multi_threading`: less memory, less speed),
 each in a subprocess of this script (`--_ours-job`: no Prefect, no stage
@@ -99,8 +99,8 @@ def call_build_dedup(build_dedup, stage, urls, config, engine) -> tuple[dict, st
 
 def run_ours_job(docs_dir: str, out_root: str, workers: int, overrides: str, mode: str) -> None:
     """The subprocess of the ours side: the dedup stage's Beam job, then a JSON summary line."""
-    from pipelines.dedup import build_dedup
-    from pipelines.stage import StageDir
+    from pipelines.core.contract import StageDir
+    from pipelines.dedup.stage import build_dedup
     from schemas.config import DedupConfig, EngineConfig
 
     config = DedupConfig(**json.loads(overrides))

@@ -12,20 +12,20 @@
    pages that give one; settings without metadata have none), CPU milliseconds per page.
    Snippets and text are compared with white space collapsed.
 2. Profile (skipped with --quality-only): cProfile of a plain loop of our extraction (exactly what
-   the extract stage runs per page: `pipelines.html.extract_page` with our settings) over the
+   the extract stage runs per page: `pipelines.extract.html.extract_page` with our settings) over the
    benchmark's ~1,200 WARC records (`bench/bench_input.py`), grouped into what trafilatura spends
    it on, plus the top functions; then the same records through the real extract stage
    (`corpus build --until extract`) with 1 and 2 Beam workers, to show what the Beam job adds on
    top of the plain loop.
 
-Settings: "pipeline" is `pipelines.html.extract_page` with the extract stage's defaults
-(`ExtractConfig`: balanced mode, no fallback extractors, metadata from `pipelines/page_meta.py`),
+Settings: "pipeline" is `pipelines.extract.html.extract_page` with the extract stage's defaults
+(`ExtractConfig`: balanced mode, no fallback extractors, metadata from `pipelines/extract/page_meta.py`),
 exactly what the stage's child process runs; "pipeline, ..." changes one of them. "ours" is the
 earlier call, `bare_extraction(favor_precision=True, with_metadata=True, include_comments=False,
 include_tables=False)` (trafilatura's own metadata), and the rows after it change one thing (or
 two). "datatrove" is what datatrove's Trafilatura step calls: `extract(
 favor_precision=True, include_comments=False, deduplicate=True)` (text output, no metadata). Pages
-are decoded the way the pipeline decodes them (`pipelines.html.decode_html`) when this runs in our
+are decoded the way the pipeline decodes them (`pipelines.extract.html.decode_html`) when this runs in our
 environment; elsewhere trafilatura decodes the bytes itself. Under trafilatura 1.x `fast` is
 spelled `no_fallback`.
 """
@@ -117,7 +117,7 @@ def decoder():
     """The pipeline's decoder when importable here, else None (trafilatura decodes bytes)."""
     try:
         sys.path.insert(0, str(ROOT))
-        from pipelines.html import decode_html
+        from pipelines.extract.html import decode_html
 
         return decode_html
     except Exception:
@@ -131,8 +131,7 @@ def make_extractor(options: dict):
     decode = decoder()
     options = dict(options)
     if options.pop("pipeline", False):  # exactly what the extract stage's child process runs
-        from pipelines.html import extract_page
-
+        from pipelines.extract.html import extract_page
         from schemas.config import ExtractConfig
 
         stage = ExtractConfig()  # the extract stage's defaults, then this setting's change
@@ -226,7 +225,7 @@ def print_quality(rows: list[dict]) -> None:
 
     print(f"extraction quality: trafilatura {trafilatura.__version__}, "
           f"{rows[0]['pages']} pages of ../shared/data/extraction, "
-          f"decoding: {'pipelines.html.decode_html' if decoder() else 'trafilatura'}")
+          f"decoding: {'pipelines.extract.html.decode_html' if decoder() else 'trafilatura'}")
     print()
     print("| setting | `with` found | `without` absent | precision | F1 | no text | title right "
           "| date right | CPU ms/page |")
@@ -241,17 +240,17 @@ def print_quality(rows: list[dict]) -> None:
 # ---------------------------------------------------------------- profile
 
 def our_extract_page():
-    """The extract stage's per-page function and options (pipelines.html), or a stand-in."""
+    """The extract stage's per-page function and options (pipelines.extract.html), or a stand-in."""
     sys.path.insert(0, str(ROOT))
     try:
-        from pipelines.html import extract_page
+        from pipelines.extract.html import extract_page
         from schemas.config import ExtractConfig
 
         cfg = ExtractConfig()
         options = {"favor_precision": cfg.favor_precision, "include_tables": cfg.include_tables,
                    "fast": getattr(cfg, "fast", False)}
         return (lambda body, url, ctype: extract_page(body, url, ctype, options)), \
-            f"pipelines.html.extract_page with {options}"
+            f"pipelines.extract.html.extract_page with {options}"
     except ImportError:
         run = make_extractor(OURS)
         return run, f"trafilatura.bare_extraction({OURS})"

@@ -48,7 +48,7 @@ def load_documents(data: Path, per_language: int, sentences: int = 12) -> list[t
 
 def run_config(config: LangIdConfig, texts: list[str], batch_size: int) -> dict:
     """In a child process: setup, predict in batches; times, peak RSS and the labels."""
-    from pipelines.langid import LanguageIdentifier
+    from pipelines.filters.langid import LanguageIdentifier
 
     lid = LanguageIdentifier(config)
     started = time.perf_counter()
@@ -139,7 +139,7 @@ def main() -> None:
 
 def sweep(docs, texts, alone, batch_size) -> None:
     """Accuracy vs how many documents lingua is asked about, for several thresholds."""
-    from pipelines.langid import LanguageIdentifier
+    from pipelines.filters.langid import LanguageIdentifier
 
     print("\nAt 0.0 lingua decides only inside the confusable groups, so the languages lid.176 has "
           "no label for count as wrong.")

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from machine import cpu_name  # noqa: E402  (bench/ is on sys.path when this runs as a script)
-from pipelines.pii import PiiRedactor  # noqa: E402
+
+from pipelines.filters.pii import PiiRedactor  # noqa: E402
 
 
 def documents(data: Path) -> list[str]:

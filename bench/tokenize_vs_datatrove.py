@@ -11,7 +11,7 @@ schema), built once per (docs, seed, files) under the work folder (default
 $TMPDIR/corpus-dedup-bench, shared with that benchmark) and reused while its corpus.json matches.
 
 Tokenizer: a byte-level BPE of --vocab tokens (min frequency 2), trained once per corpus by
-`pipelines.tokenizer.train_tokenizer` on the first --tokenizer-mb MB of text of the corpus (its
+`pipelines.tokens.tokenizer.train_tokenizer` on the first --tokenizer-mb MB of text of the corpus (its
 files in name order, whole documents), saved as WORK/tokenizers/<corpus>-vocab<V>-<MB>MB/
 tokenizer.json and reused. `<|endoftext|>` is its first special token (id 0); both sides load
 this one file, and both end every document with it. Training is not timed.
@@ -19,7 +19,7 @@ this one file, and both end every document with it. Training is not timed.
 Ours (sides `ours`: Beam FnApiRunner, --workers worker processes, running_mode multi_processing;
 `ours-threads`: --workers threads in one process, multi_threading), each in a subprocess of this
 script (`--_ours-job`), the stage's job as `tests/test_tokenize.py::pack` runs it, no Prefect:
-`StageDir(OUT, "tokenize")`, `stage.reset()`, `pipelines.tokenize.build_tokenize(stage, urls,
+`StageDir(OUT, "tokenize")`, `stage.reset()`, `pipelines.tokens.stage.build_tokenize(stage, urls,
 TokenizeConfig(tokenizer=TOKENIZER_JSON), --shuffle-seed, engine)` (load and check the tokenizer,
 copy it into the stage, `plan_shards`: Parquet footers plus a 1 MiB encoding probe for the shard
 count; then one Beam job: read id/url/text -> encode_batch of 256 documents -> sorted runs on disk
@@ -86,8 +86,8 @@ OURS_MODES = {"ours": "multi_processing", "ours-threads": "multi_threading"}
 EOT = "<|endoftext|>"
 SHARD_TOKENS = 100_000_000  # TokenizeConfig.shard_tokens' default; datatrove's merger gets it too
 OUR_PHASES = ("dataset_tokenizer", "plan_shards", "run_pipeline", "clean_work")
-OUR_MODULES = ("pipelines/tokenize.py", "pipelines/token_pack.py", "pipelines/tokenizer.py",
-               "pipelines/engine.py")
+OUR_MODULES = ("pipelines/tokens/stage.py", "pipelines/tokens/pack.py", "pipelines/tokens/tokenizer.py",
+               "pipelines/core/engine.py")
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -101,7 +101,7 @@ def ensure_tokenizer(path: Path, docs_dir: Path, vocab: int, mb: int) -> dict:
     info_path = path.with_name("info.json")
     if path.exists() and info_path.exists():
         return json.loads(info_path.read_text())
-    from pipelines.tokenizer import train_tokenizer
+    from pipelines.tokens.tokenizer import train_tokenizer
 
     limit, taken = mb * 1_000_000, {"documents": 0, "bytes": 0}
 
@@ -138,8 +138,8 @@ def run_ours_job(docs_dir: str, out_root: str, workers: int, mode: str, tokenize
                  seed: int) -> None:
     """The subprocess of the ours side: the tokenize stage's job, then a JSON summary line."""
     started = time.perf_counter()
-    from pipelines import tokenize
-    from pipelines.stage import StageDir
+    from pipelines.core.contract import StageDir
+    from pipelines.tokens import stage as tokenize
     from schemas.config import EngineConfig, TokenizeConfig
 
     phases: dict[str, float] = {"imports": time.perf_counter() - started}

@@ -14,8 +14,8 @@ matches.
 
 Each side runs in a subprocess of this script (`--_job`), the job a stage runs minus its own
 steps: `ReadTable(corpus files) | WriteTable(out, DOCUMENT_SCHEMA, num_shards=--shards)` on Beam's
-FnApiRunner, --workers worker processes (running_mode multi_processing, `pipelines.engine`):
-- `runs`: `pipelines.tables.WriteTable` as it is: each worker buffers rows up to --limit
+FnApiRunner, --workers worker processes (running_mode multi_processing, `pipelines.core.engine`):
+- `runs`: `pipelines.core.tables.WriteTable` as it is: each worker buffers rows up to --limit
   (estimated bytes), spills sorted run files, only their names are grouped, one worker per file
   merges its runs as a stream;
 - `groupbykey`: the WriteTable before this change, kept here (`GroupByKeyWriteTable`) as the
@@ -85,7 +85,7 @@ def build_corpus(folder: Path, docs: int, doc_bytes: int, files: int) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipelines.tables import stable_hash
+    from pipelines.core.tables import stable_hash
     from schemas.document import DOCUMENT_SCHEMA, empty_document
 
     if folder.exists():
@@ -128,8 +128,8 @@ def build_corpus(folder: Path, docs: int, doc_bytes: int, files: int) -> dict:
 
 def run_job(side: str, corpus: str, out: str, workers: int, shards: int, limit: int) -> None:
     sys.path.insert(0, str(ROOT))
-    from pipelines.engine import make_pipeline, run_pipeline
-    from pipelines.tables import ReadTable, WriteTable
+    from pipelines.core.engine import make_pipeline, run_pipeline
+    from pipelines.core.tables import ReadTable, WriteTable
     from schemas.config import EngineConfig
     from schemas.document import DOCUMENT_SCHEMA
 
@@ -146,7 +146,7 @@ def run_job(side: str, corpus: str, out: str, workers: int, shards: int, limit: 
 
 
 def _old_classes():
-    """The WriteTable before sorted runs (pipelines/tables.py until this change), verbatim but
+    """The WriteTable before sorted runs (pipelines/core/tables.py until this change), verbatim but
     for names: the baseline."""
     import posixpath
 
@@ -156,7 +156,7 @@ def _old_classes():
     import pyarrow.parquet as pq
     from apache_beam.metrics import Metrics
 
-    from pipelines.tables import _partition_name, row_key, stable_hash
+    from pipelines.core.tables import _partition_name, row_key, stable_hash
 
     class _WriteShard(beam.DoFn):
         def __init__(self, folder, prefix, num_shards, schema, compression):
@@ -349,7 +349,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.limit is None:
         sys.path.insert(0, str(ROOT))
-        from pipelines.tables import MEMORY_LIMIT
+        from pipelines.core.tables import MEMORY_LIMIT
         args.limit = MEMORY_LIMIT
     sides = args.only or list(SIDES)
     corpus = args.work / f"corpus-{args.docs}-{args.doc_bytes}-{args.files}"

@@ -14,12 +14,32 @@ import os
 import sys
 from dataclasses import replace
 
-from flows.dataset_root import (DatasetRoot, RootError, crawl_identity, inside, is_url,
-                                normalize_root)
-from schemas.config import (CRAWL_SCOPES, DTYPES, KEEP_POLICIES, MODEL_PRESETS, PARALLEL_MODES,
-                            SWITCHES, VERIFY_MODES, CrawlConfig, DedupConfig, EngineConfig,
-                            ExtractConfig, LangIdConfig, PipelineConfig, ReadConfig, TokenizeConfig,
-                            TrainConfig)
+from flows.dataset_root import (
+    DatasetRoot,
+    RootError,
+    crawl_identity,
+    inside,
+    is_url,
+    normalize_root,
+)
+from schemas.config import (
+    CRAWL_SCOPES,
+    DTYPES,
+    KEEP_POLICIES,
+    MODEL_PRESETS,
+    PARALLEL_MODES,
+    SWITCHES,
+    VERIFY_MODES,
+    CrawlConfig,
+    DedupConfig,
+    EngineConfig,
+    ExtractConfig,
+    LangIdConfig,
+    PipelineConfig,
+    ReadConfig,
+    TokenizeConfig,
+    TrainConfig,
+)
 
 # Prefect's server sends usage telemetry when it starts: offline that logs an ERROR, and on a
 # first run its database write races the migrations ("database is locked"). Opt in by setting it.
@@ -95,7 +115,7 @@ def check_language_id(config: PipelineConfig) -> PipelineConfig:
     job), and normalise --langs and check them against what those models can answer."""
     from dataclasses import replace
 
-    from pipelines.langid import LanguageIdentifier, normalize_lang_code
+    from pipelines.filters.langid import LanguageIdentifier, normalize_lang_code
 
     langs = config.filter.langs
     if not langs and config.filter.langid == LangIdConfig():
@@ -124,7 +144,7 @@ def memory_engine(config: PipelineConfig, urls: list[str]) -> PipelineConfig:
     """A `memory://` filesystem lives in one process: Beam must run in it, not in workers."""
     from dataclasses import replace
 
-    from pipelines.engine import is_local
+    from pipelines.core.engine import is_local
 
     memory = [u for u in urls if u.startswith("memory://")]
     if memory and not is_local(config.engine):
@@ -140,7 +160,7 @@ def memory_engine(config: PipelineConfig, urls: list[str]) -> PipelineConfig:
 
 def check_engine(config: PipelineConfig) -> None:
     """A runner that cannot be used from here is one line now, not a failed first stage."""
-    from pipelines.engine import RunnerUnavailable, check_runner
+    from pipelines.core.engine import RunnerUnavailable, check_runner
 
     try:
         check_runner(config.engine)
@@ -250,7 +270,7 @@ def check_tokenizer(config: PipelineConfig) -> None:
     one line, not a failed stage."""
     if not config.tokenize.tokenizer:
         return
-    from pipelines.tokenizer import TokenizerError, load_tokenizer
+    from pipelines.tokens.tokenizer import TokenizerError, load_tokenizer
 
     try:
         load_tokenizer(config.tokenize.tokenizer, config.tokenize.eot_token)
@@ -357,7 +377,7 @@ def empty_corpus_message(summary: dict) -> str | None:
                 f"check --input and --text-field")
     ranked = sorted(s["rejected"].items(), key=lambda kv: -kv[1])
     reasons = ", ".join(f"{k}={v}" for k, v in ranked)
-    from pipelines.ledger import first_rejection
+    from pipelines.core.ledger import first_rejection
 
     example = first_rejection(summary["output"], stage, ranked[0][0]) if ranked else None
     said = ""
@@ -439,7 +459,7 @@ def cmd_build(args) -> int:
 def read_seeds(args) -> list[str]:
     """--seeds and the lines of --seeds-file (blank lines and # comments skipped), each an http(s)
     URL with a host."""
-    from pipelines.crawl import normalize
+    from pipelines.crawl.stage import normalize
 
     seeds = list(args.seeds or [])
     if args.seeds_file:
@@ -583,8 +603,8 @@ def cmd_config(args) -> int:
 
 
 def cmd_why(args) -> int:
-    from pipelines.ledger import describe, trace
-    from pipelines.stage import MARKER
+    from pipelines.core.contract import MARKER
+    from pipelines.core.ledger import describe, trace
 
     root = DatasetRoot(args.dataset)
     if not root.exists() or root.read_identity() is None and \
@@ -702,7 +722,7 @@ def add_verbosity_args(p) -> None:
 
 def set_verbosity(args) -> None:
     """Prefect reads its log level when it is first imported, which happens after this. -q also
-    turns off the stages' live progress line (`pipelines.progress`)."""
+    turns off the stages' live progress line (`pipelines.core.progress`)."""
     if getattr(args, "quiet", False):
         os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
         os.environ["CORPUS_PROGRESS"] = "0"
@@ -713,7 +733,7 @@ def set_verbosity(args) -> None:
 def version_text() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
-    from pipelines.code_hash import tree_fingerprint
+    from pipelines.core.code_hash import tree_fingerprint
 
     try:
         number = version("corpus-builder")

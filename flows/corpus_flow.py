@@ -14,14 +14,18 @@ import time
 from dataclasses import replace
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import (create_markdown_artifact, create_progress_artifact,
-                               create_table_artifact, update_progress_artifact)
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed
 
 from flows import dashboards
 from pipelines import jobs
-from pipelines.stage import MARKER, StageDir, StageResult, sha256_json
+from pipelines.core.contract import MARKER, StageDir, StageResult, sha256_json
 from schemas.config import PipelineConfig
 
 TRAIN_STAGE = "train"
@@ -94,7 +98,7 @@ def publish(root: str, result: StageResult) -> dict:
 
 def progress_artifact(root: str, stage: str, description: str | None = None):
     """The share of a running stage done, as the Prefect progress artifact `<stage>-progress`:
-    made at the first report, updated at each next one (`pipelines.progress.StageProgress` calls
+    made at the first report, updated at each next one (`pipelines.core.progress.StageProgress` calls
     it every few seconds from its display thread, which runs in the task's context, and with
     100 when the job has finished; only stages that know how many records to expect do)."""
     made: list = []

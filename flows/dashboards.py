@@ -16,7 +16,7 @@ import time
 import fsspec
 import numpy as np
 
-from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir
+from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir
 
 HISTORY = "dashboard.jsonl"
 BARS = "▁▂▃▄▅▆▇█"

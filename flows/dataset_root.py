@@ -24,8 +24,8 @@ from contextlib import contextmanager
 
 import fsspec
 
-from pipelines.dedup_index import INDEX_DIR
-from pipelines.stage import fs_protocol
+from pipelines.core.contract import fs_protocol
+from pipelines.dedup.index import INDEX_DIR
 
 DATASET_FILE = "dataset.json"
 LOCK_FILE = ".corpus.lock"
@@ -235,7 +235,7 @@ class DatasetRoot:
 
     def _archive(self, snapshot: str) -> str:
         """Move the stage folders of the snapshot the root holds to snapshots/<name>/."""
-        from pipelines.dedup_index import safe_name
+        from pipelines.dedup.index import safe_name
 
         target = self.join(SNAPSHOTS_DIR, safe_name(snapshot))
         if self.fs.exists(target):

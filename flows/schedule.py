@@ -18,11 +18,10 @@ from dataclasses import replace
 
 from prefect import flow, get_run_logger
 
-from flows.corpus_flow import PUBLISHED, corpus_build, corpus_train, dataset_resource, \
-    dataset_id
+from flows.corpus_flow import PUBLISHED, corpus_build, corpus_train, dataset_id, dataset_resource
 from flows.dataset_root import SNAPSHOTS_DIR, DatasetRoot, crawl_identity, normalize_root
 from pipelines import jobs
-from pipelines.stage import StageDir
+from pipelines.core.contract import StageDir
 from schemas.config import PipelineConfig
 
 REFRESH_FLOW = "corpus-refresh"

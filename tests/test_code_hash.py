@@ -3,30 +3,32 @@ through their manifests, the stages after them), and nothing else."""
 
 import shutil
 
-from pipelines import code_hash, jobs
-from pipelines.code_hash import closure, code_fingerprint
+from pipelines import jobs
+from pipelines.core import code_hash
+from pipelines.core.code_hash import closure, code_fingerprint
 from schemas.config import EngineConfig, PipelineConfig
 from tests.conftest import ROOT, shared
 
 
 def test_the_closure_follows_imports_and_an_edit_changes_only_its_importers(tmp_path):
-    assert "pipelines.quality" in closure("pipelines.filters")
-    assert "pipelines.quality" not in closure("pipelines.extract")
-    assert "pipelines.html" in closure("pipelines.extract")
+    assert "pipelines.filters.quality" in closure("pipelines.filters.stage")
+    assert "pipelines.filters.quality" not in closure("pipelines.extract.stage")
+    assert "pipelines.extract.html" in closure("pipelines.extract.stage")
     for package in ("pipelines", "schemas"):
         shutil.copytree(ROOT / package, tmp_path / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
-    before = {m: code_fingerprint(m, tmp_path) for m in ("pipelines.extract", "pipelines.filters")}
-    quality = tmp_path / "pipelines" / "quality.py"
+    stages = ("pipelines.extract.stage", "pipelines.filters.stage")
+    before = {m: code_fingerprint(m, tmp_path) for m in stages}
+    quality = tmp_path / "pipelines" / "filters" / "quality.py"
     source = quality.read_text()
     quality.write_text(source + "\n# a comment\n")  # nothing that executes: nothing reruns
     code_fingerprint.cache_clear()
-    assert code_fingerprint("pipelines.filters", tmp_path) == before["pipelines.filters"]
+    assert code_fingerprint(stages[1], tmp_path) == before[stages[1]]
     quality.write_text(source + "\nMIN_WORDS = 51\n")
     code_fingerprint.cache_clear()
-    after = {m: code_fingerprint(m, tmp_path) for m in ("pipelines.extract", "pipelines.filters")}
-    assert after["pipelines.extract"] == before["pipelines.extract"]
-    assert after["pipelines.filters"] != before["pipelines.filters"]
+    after = {m: code_fingerprint(m, tmp_path) for m in stages}
+    assert after["pipelines.extract.stage"] == before["pipelines.extract.stage"]
+    assert after["pipelines.filters.stage"] != before["pipelines.filters.stage"]
 
 
 def test_moving_a_module_and_fixing_its_imports_reruns_nothing(tmp_path):
@@ -37,19 +39,19 @@ def test_moving_a_module_and_fixing_its_imports_reruns_nothing(tmp_path):
     for package in ("pipelines", "schemas"):
         shutil.copytree(ROOT / package, tmp_path / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
-    before = code_fingerprint("pipelines.filters", tmp_path)
+    before = code_fingerprint("pipelines.filters.stage", tmp_path)
     moved = tmp_path / "pipelines" / "rules"
     moved.mkdir()
     (moved / "__init__.py").write_text('"""Rule sets."""\n')
-    (tmp_path / "pipelines" / "quality.py").rename(moved / "quality.py")
+    (tmp_path / "pipelines" / "filters" / "quality.py").rename(moved / "quality.py")
     for path in (tmp_path / "pipelines").rglob("*.py"):
         text = path.read_text()
-        fixed = re.sub(r"\bpipelines\.quality\b", "pipelines.rules.quality", text)
+        fixed = re.sub(r"\bpipelines\.filters\.quality\b", "pipelines.rules.quality", text)
         if fixed != text:
             path.write_text(fixed.replace('"""', '"""Moved. ', 1))
     code_fingerprint.cache_clear()
-    assert "pipelines.rules.quality" in closure("pipelines.filters", tmp_path)
-    assert code_fingerprint("pipelines.filters", tmp_path) == before
+    assert "pipelines.rules.quality" in closure("pipelines.filters.stage", tmp_path)
+    assert code_fingerprint("pipelines.filters.stage", tmp_path) == before
 
 
 def test_editing_the_filter_reruns_filter_and_what_follows(tmp_path, monkeypatch):
@@ -66,9 +68,9 @@ def test_editing_the_filter_reruns_filter_and_what_follows(tmp_path, monkeypatch
     assert build() == {"extract": True, "filter": True, "dedup": True, "shard": True}
     real = code_hash.code_fingerprint
 
-    def edited(module, root=code_hash.ROOT):  # as if pipelines/quality.py had been edited
+    def edited(module, root=code_hash.ROOT):  # as if pipelines/filters/quality.py had been edited
         value = real(module, root)
-        return value[::-1] if "pipelines.quality" in closure(module, root) else value
+        return value[::-1] if "pipelines.filters.quality" in closure(module, root) else value
 
     monkeypatch.setattr(code_hash, "code_fingerprint", edited)
     assert build() == {"extract": True, "filter": False, "dedup": False, "shard": False}

@@ -11,10 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import components, dedup, jobs
-from pipelines.dedup_index import IndexDir
-from pipelines.minhash import exact_jaccard, shingle_hashes
-from pipelines.stage import StageDir, run_stage
+from pipelines import jobs
+from pipelines.core.contract import StageDir, run_stage
+from pipelines.dedup import components
+from pipelines.dedup import stage as dedup
+from pipelines.dedup.index import IndexDir
+from pipelines.dedup.minhash import exact_jaccard, shingle_hashes
 from schemas.config import DedupConfig, EngineConfig, PipelineConfig
 from schemas.document import DOCUMENT_SCHEMA, empty_document
 from tests.beam_helpers import fn_api_pipeline

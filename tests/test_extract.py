@@ -9,8 +9,8 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from pipelines.extract import ExtractDocuments
-from pipelines.filters import FilterDocuments
+from pipelines.extract.stage import ExtractDocuments
+from pipelines.filters.stage import FilterDocuments
 from pipelines.readers import InputError, detect_reader
 from schemas.config import ExtractConfig, FilterConfig
 from tests.beam_helpers import fn_api_pipeline, satisfies

@@ -15,8 +15,13 @@ from datetime import datetime, timezone
 import brotli
 import pytest
 
-from pipelines.fetcher import (FAILURE_REASONS, FetchPolicy, Fetcher, address_block_reason,
-                               parse_retry_after)
+from pipelines.crawl.fetcher import (
+    FAILURE_REASONS,
+    Fetcher,
+    FetchPolicy,
+    address_block_reason,
+    parse_retry_after,
+)
 from schemas.config import CrawlConfig
 from tests.http_fixture import Reply, make_certificate, serve
 

@@ -4,7 +4,7 @@ drop has a reason, and clean prose in every script gets through the whole stage.
 import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.filters import FilterDocuments
+from pipelines.filters.stage import FilterDocuments
 from schemas.config import FilterConfig, PiiConfig
 from schemas.document import empty_document
 from tests.beam_helpers import fn_api_pipeline, satisfies

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipelines.tokenizer import train_tokenizer
+from pipelines.tokens.tokenizer import train_tokenizer
 from schemas.tokens import EOT_TOKEN
 from tests.conftest import shared
 from trainer.generate import generate_text, load, load_model

@@ -1,7 +1,7 @@
 """HTML extraction: charsets decoded as declared or detected, metadata kept, and a page that takes
 too long is cut off without taking the worker with it."""
 
-from pipelines.html import TimedExtractor, decode_html
+from pipelines.extract.html import TimedExtractor, decode_html
 
 FRENCH = ("Ça coûte très cher à Zürich, déjà vu. Les élèves étudient à l'école française près "
           "du lac, où l'été est doux et les forêts sont vertes. ")

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from pipelines.langid import LanguageIdentifier, label_codes, normalize_lang_code
+from pipelines.filters.langid import LanguageIdentifier, label_codes, normalize_lang_code
 from schemas.config import LangIdConfig, PipelineConfig
 from tests.conftest import shared
 

@@ -5,8 +5,15 @@ import sys
 
 import numpy as np
 
-from pipelines.minhash import (MinHasher, estimated_jaccard, exact_jaccard, normalize,
-                               shingle_hashes, text_hash, tokens)
+from pipelines.dedup.minhash import (
+    MinHasher,
+    estimated_jaccard,
+    exact_jaccard,
+    normalize,
+    shingle_hashes,
+    text_hash,
+    tokens,
+)
 from tests.conftest import ROOT, shared
 
 
@@ -25,7 +32,7 @@ def test_tokens_are_words_or_single_cjk_and_thai_characters():
 def test_signatures_are_the_same_in_another_process():
     text = " ".join(shared("langid", "de.txt").read_text(encoding="utf-8").splitlines()[:20])
     here = MinHasher(14, 8, 1, 5, 256).signatures([text])[0]
-    code = ("import sys; from pipelines.minhash import MinHasher; "
+    code = ("import sys; from pipelines.dedup.minhash import MinHasher; "
             "sys.stdout.write(MinHasher(14, 8, 1, 5, 256).signatures([sys.stdin.read()])[0]"
             ".tobytes().hex())")
     there = subprocess.run([sys.executable, "-c", code], input=text, capture_output=True,
@@ -65,7 +72,7 @@ def test_estimate_follows_the_exact_jaccard_for_words_and_for_chinese():
 def test_table_tokenizer_cuts_where_the_regular_expression_does_in_every_language():
     """`_token_hashes` finds tokens by table lookups; `TOKEN` is the same rule as a regular
     expression. Each regex token hashed on its own must equal the fast path's hash at its place."""
-    from pipelines.minhash import TOKEN, _token_hashes, fold
+    from pipelines.dedup.minhash import TOKEN, _token_hashes, fold
 
     checked = 0
     for path in sorted(shared("langid").glob("*.txt")):
@@ -83,7 +90,7 @@ def test_signatures_from_many_threads_match_one_thread(monkeypatch):
     grow while others read them (a torn update once gave an IndexError)."""
     import threading
 
-    import pipelines.minhash as minhash
+    import pipelines.dedup.minhash as minhash
 
     lines = shared("langid", "ru.txt").read_text(encoding="utf-8").splitlines()
     texts = [" ".join(lines[:n]) for n in range(1, 400, 7)]

@@ -1,4 +1,4 @@
-"""PII replacement (`pipelines/pii.py`): what is replaced, what is left alone, and the settings.
+"""PII replacement (`pipelines/filters/pii.py`): what is replaced, what is left alone, and the settings.
 
 The two lists below are the specification: every line of REPLACED must come out exactly as
 written (the placeholders give the count per kind), and every line of UNTOUCHED must come out
@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from pipelines.pii import KINDS, PiiRedactor
+from pipelines.filters.pii import KINDS, PiiRedactor
 from schemas.config import PiiConfig, PipelineConfig
 from tests.conftest import shared
 

@@ -28,8 +28,8 @@ from warcio.archiveiterator import ArchiveIterator
 
 from flows.sample_site import generate_site, serve_site
 from pipelines import jobs
-from pipelines.engine import check_runner, run_pipeline
-from pipelines.stage import AccountingError, run_stage
+from pipelines.core.contract import AccountingError, run_stage
+from pipelines.core.engine import check_runner, run_pipeline
 from schemas.config import CrawlConfig, EngineConfig, PipelineConfig
 
 LOCAL = EngineConfig(workers=1, running_mode="in_memory")

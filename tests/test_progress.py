@@ -1,4 +1,4 @@
-"""The live progress of a stage (`pipelines/progress.py`): workers' running counts summed from
+"""The live progress of a stage (`pipelines/core/progress.py`): workers' running counts summed from
 their files, one line on a terminal and nothing elsewhere, and the flow's progress artifacts."""
 
 import io
@@ -17,10 +17,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import jobs, progress
-from pipelines.engine import make_pipeline, run_pipeline
-from pipelines.progress import StageProgress, Tally, count_in, read_counts
-from pipelines.stage import run_stage
+from pipelines import jobs
+from pipelines.core import progress
+from pipelines.core.contract import run_stage
+from pipelines.core.engine import make_pipeline, run_pipeline
+from pipelines.core.progress import StageProgress, Tally, count_in, read_counts
 from schemas.config import EngineConfig, PipelineConfig
 from schemas.document import DOCUMENT_SCHEMA, empty_document
 from tests.conftest import ROOT, shared

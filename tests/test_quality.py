@@ -9,9 +9,17 @@ import apache_beam as beam
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
 
-from pipelines.quality import (C4Filter, FineWebFilter, GopherQuality, GopherRepetition,
-                               MinLength, apply_filters, quality_filters, quality_signals)
-from pipelines.textstats import TextStats, duplicate_ngram_chars, text_stats
+from pipelines.filters.quality import (
+    C4Filter,
+    FineWebFilter,
+    GopherQuality,
+    GopherRepetition,
+    MinLength,
+    apply_filters,
+    quality_filters,
+    quality_signals,
+)
+from pipelines.filters.textstats import TextStats, duplicate_ngram_chars, text_stats
 from schemas.config import QualityConfig
 from tests.beam_helpers import fn_api_pipeline
 from tests.conftest import shared

@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from pipelines.fetcher import FetchPolicy, Fetcher
-from pipelines.robots import RobotsCache, origin_of, parse_robots, product_token
+from pipelines.crawl.fetcher import Fetcher, FetchPolicy
+from pipelines.crawl.robots import RobotsCache, origin_of, parse_robots, product_token
 from tests.http_fixture import Reply, serve
 
 UA = "corpus-builder/0.1 (+https://example.invalid/corpus)"

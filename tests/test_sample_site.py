@@ -6,8 +6,8 @@ import requests
 import trafilatura
 
 from flows.sample_site import generate_site, serve_site
-from pipelines.dedup import hasher
-from pipelines.langid import LanguageIdentifier
+from pipelines.dedup.stage import hasher
+from pipelines.filters.langid import LanguageIdentifier
 from schemas.config import DedupConfig, LangIdConfig
 
 

@@ -12,7 +12,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from tokenizers import Tokenizer
 
 from pipelines import jobs
-from pipelines.shard import ShardDocuments
+from pipelines.shard.stage import ShardDocuments
 from schemas.config import EngineConfig, PipelineConfig
 from schemas.document import DOCUMENT_SCHEMA, empty_document
 from schemas.tokens import TokenShardsInfo

@@ -3,7 +3,7 @@
 import gzip
 import zlib
 
-from pipelines.sitemaps import SitemapLimits, SitemapReader
+from pipelines.crawl.sitemaps import SitemapLimits, SitemapReader
 
 NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
 

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import jobs
-from pipelines.stage import MARKER, AccountingError, StageDir, run_stage
+from pipelines.core.contract import MARKER, AccountingError, StageDir, run_stage
 from schemas.config import EngineConfig, FilterConfig, PipelineConfig, QualityConfig
 from tests.conftest import shared
 

@@ -13,10 +13,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import tables
-from pipelines.engine import make_pipeline, run_pipeline
-from pipelines.tables import (RUNS_DIR, ReadTable, WriteTable, row_bytes, row_key, runs_folder,
-                              stable_hash)
+from pipelines.core import tables
+from pipelines.core.engine import make_pipeline, run_pipeline
+from pipelines.core.tables import (
+    RUNS_DIR,
+    ReadTable,
+    WriteTable,
+    row_bytes,
+    row_key,
+    runs_folder,
+    stable_hash,
+)
 from schemas.config import EngineConfig
 from schemas.document import DOCUMENT_SCHEMA, REJECTED_SCHEMA, empty_document
 from tests.conftest import shared

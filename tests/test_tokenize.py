@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
-from pipelines import tokenize
-from pipelines.stage import StageDir
-from pipelines.tokenizer import TokenizerError, load_tokenizer, train_tokenizer
+from pipelines.core.contract import StageDir
+from pipelines.tokens import stage as tokenize
+from pipelines.tokens.tokenizer import TokenizerError, load_tokenizer, train_tokenizer
 from schemas.config import EngineConfig, TokenizeConfig
 from schemas.tokens import EOT_TOKEN
 from tests.conftest import shared
@@ -282,7 +282,7 @@ def test_supplied_tokenizer_errors_are_clear(tmp_path):
 def test_a_shard_is_whole_or_absent(tmp_path):
     """Runs merge into a temporary file renamed at the end: a broken run leaves no shard, and a
     retried shard whose runs are gone finds the finished one."""
-    from pipelines.token_pack import RunBuffer, write_shard
+    from pipelines.tokens.pack import RunBuffer, write_shard
 
     dtype = np.dtype("<u2")
     rng = np.random.default_rng(0)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.tokenizer import train_tokenizer
+from pipelines.tokens.tokenizer import train_tokenizer
 from schemas.config import TrainConfig
 from schemas.tokens import EOT_TOKEN, TokenShard, TokenShardsInfo, shard_file_names
 from tests.conftest import shared

@@ -5,7 +5,7 @@ import time
 
 from warcio.archiveiterator import ArchiveIterator
 
-from pipelines.warc_out import NOT_MODIFIED_PROFILE, RotatingWarcWriter
+from pipelines.crawl.warc_out import NOT_MODIFIED_PROFILE, RotatingWarcWriter
 
 PAGE = b"<html><head><title>t</title></head><body><p>" + b"words " * 400 + b"</p></body></html>"
 
@@ -88,7 +88,7 @@ def test_the_extract_stage_reads_a_crawl_warc(tmp_path):
 
 
 def test_validators_of_an_earlier_crawl(tmp_path):
-    from pipelines.warc_out import validators
+    from pipelines.crawl.warc_out import validators
 
     w = RotatingWarcWriter(str(tmp_path), "crawl", 1 << 30, "test")
     now = time.time()

@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipelines.core.contract import streaming_parquet
 from pipelines.readers.base import InputError, Item, Reader, reject
 from pipelines.readers.jsonl import record_from_fields
-from pipelines.stage import streaming_parquet
 from schemas.config import ReadConfig
 
 BATCH_ROWS = 256

@@ -4,8 +4,8 @@ fingerprint holds this hash, so editing a filter reruns the filter stage, and th
 manifest every stage after it, and nothing else; the package version alone would not notice.
 
 The hash is of each module's syntax tree without its docstrings (comments are not in the tree),
-with an import of a project module reduced to the names it binds, and the modules' hashes are
-combined in sorted order, not by name. So a comment, a docstring, or moving a module to another
+with the imports of project modules reduced to the set of names they bind, and the modules' hashes
+are combined in sorted order, not by name. So a comment, a docstring, or moving a module to another
 package (and fixing the imports that name it) changes no fingerprint and reruns nothing; a changed
 line of code, or a changed set of modules, does."""
 
@@ -64,15 +64,20 @@ def closure(module: str, root: Path = ROOT) -> list[str]:
 
 
 class _Canonical(ast.NodeTransformer):
-    """Docstrings dropped; `import pipelines.x as y` / `from pipelines.x import a as b` reduced to
-    the names bound (the module imported is hashed on its own, wherever it lives)."""
+    """Docstrings dropped; imports of project modules taken out of the tree, the names they bind
+    kept in `bound` (the module imported is hashed on its own, wherever it lives; the order of
+    import lines does not matter)."""
+
+    def __init__(self):
+        self.bound: set[str] = set()
 
     def _body(self, node):
         self.generic_visit(node)
         body = node.body
         if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
                 and isinstance(body[0].value.value, str):
-            node.body = body[1:] or ([] if isinstance(node, ast.Module) else [ast.Pass()])
+            body = body[1:]
+        node.body = body or ([] if isinstance(node, ast.Module) else [ast.Pass()])
         return node
 
     visit_Module = visit_ClassDef = visit_FunctionDef = visit_AsyncFunctionDef = _body
@@ -80,22 +85,24 @@ class _Canonical(ast.NodeTransformer):
     def visit_Import(self, node):
         if not any(_project(a.name) for a in node.names):
             return node
-        bound = sorted(a.asname or a.name.split(".")[0] for a in node.names)
-        return ast.Expr(ast.Constant("import " + ",".join(bound)))
+        self.bound |= {a.asname or a.name.split(".")[0] for a in node.names}
+        return None
 
     def visit_ImportFrom(self, node):
         if node.level or not _project(node.module):
             return node
-        bound = sorted(a.asname or a.name for a in node.names)
-        return ast.Expr(ast.Constant("import " + ",".join(bound)))
+        self.bound |= {a.asname or a.name for a in node.names}
+        return None
 
 
 def source_digest(path: Path) -> str | None:
     """sha256 of what executes in one file (see the module docstring); None when nothing does."""
-    tree = _Canonical().visit(ast.parse(path.read_text(encoding="utf-8")))
-    if not tree.body:
+    canonical = _Canonical()
+    tree = canonical.visit(ast.parse(path.read_text(encoding="utf-8")))
+    if not tree.body and not canonical.bound:
         return None
-    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
+    text = ast.dump(tree, include_attributes=False) + "\n" + ",".join(sorted(canonical.bound))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @lru_cache(maxsize=None)

@@ -163,7 +163,7 @@ def run_stage(root: str, name: str, *, inputs: list[dict], config: dict,
     written data files (`count_out`, default: Parquet rows under data/), rejects from
     `rejected/`.
     """
-    from pipelines.code_hash import code_fingerprint
+    from pipelines.core.code_hash import code_fingerprint
 
     stage = StageDir(root, name)
     code_sha = code_fingerprint(code) if code else code_version()

@@ -5,7 +5,7 @@
 `filter:dropped_<reason>`. Line-level filters (C4) also change the text: `rewrite(doc)` returns
 the text they keep (None: unchanged), and `apply_filters` stores it before the next filter runs.
 
-Every measure comes from `pipelines.textstats` (letters with marks, words without spaces,
+Every measure comes from `pipelines.filters.textstats` (letters with marks, words without spaces,
 Unicode sentence terminals), computed once per text. Rules that only make sense for some
 languages (English stop words, mean word length, sentence punctuation) apply only there, by
 `doc["lang"]` and by script (`QualityConfig`).
@@ -20,8 +20,13 @@ from urllib.parse import urlsplit
 import regex
 from apache_beam.metrics import Metrics
 
-from pipelines.textstats import (TextStats, duplicate_ngram_chars, ends_sentence, text_stats,
-                                 top_ngram_chars)
+from pipelines.filters.textstats import (
+    TextStats,
+    duplicate_ngram_chars,
+    ends_sentence,
+    text_stats,
+    top_ngram_chars,
+)
 from schemas.config import QualityConfig
 
 STAGE = "filter"

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from pipelines.engine import make_pipeline, run_pipeline
-from pipelines.progress import count_in
-from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir
-from pipelines.tables import ReadTable, WriteTable, split_empty_text, write_rejected
+from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir
+from pipelines.core.engine import make_pipeline, run_pipeline
+from pipelines.core.progress import count_in
+from pipelines.core.tables import ReadTable, WriteTable, split_empty_text, write_rejected
 from schemas.config import EngineConfig, ShardConfig
 from schemas.document import DOCUMENT_SCHEMA
 
@@ -24,7 +24,7 @@ class ShardDocuments(beam.PTransform):
 
     def __init__(self, progress: str | None = None):
         super().__init__()
-        self.progress = progress  # folder of the live records-in count (pipelines.progress)
+        self.progress = progress  # folder of the live records-in count (pipelines.core.progress)
 
     def expand(self, docs):
         return (docs | "CountIn" >> count_in(STAGE, self.progress)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 
-from pipelines import tables
+from pipelines.core import tables
 
 _LOGGER = logging.getLogger(__name__)
 RECORDS = "records"  # the measure that counts the stage's records in (its `records_in`)

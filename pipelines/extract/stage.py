@@ -3,7 +3,7 @@
 Readers (`pipelines/readers/`) turn every input file (WARC, ARC, WET, JSONL, Parquet) into
 records or counted rejects. A text record (WET conversion, JSONL, Parquet) is already a document's
 text; a captured page is reduced to its main text and metadata with trafilatura
-(`pipelines/html.py`, in a child process with a per-document time limit).
+(`pipelines/extract/html.py`, in a child process with a per-document time limit).
 
 Rejects: `unchanged` (a refresh crawl's 304 revisit record), `revisit` (no payload),
 `http_<status>` (not a 200; an unknown status passes), `not_html`, `no_text` (nothing left),
@@ -20,12 +20,12 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from pipelines.engine import make_pipeline, run_pipeline
-from pipelines.html import ExtractTimeout, TimedExtractor
-from pipelines.progress import Tally
+from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir
+from pipelines.core.engine import make_pipeline, run_pipeline
+from pipelines.core.progress import Tally
+from pipelines.core.tables import WriteTable, write_rejected
+from pipelines.extract.html import ExtractTimeout, TimedExtractor
 from pipelines.readers import read_records
-from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir
-from pipelines.tables import WriteTable, write_rejected
 from schemas.config import EngineConfig, ExtractConfig, ReadConfig
 from schemas.document import DOCUMENT_SCHEMA, empty_document, rejected_record
 
@@ -81,7 +81,7 @@ class ExtractFiles(beam.DoFn):
     def __init__(self, config: ExtractConfig, read: ReadConfig, snapshot: str,
                  progress: str | None = None):
         self.config, self.read, self.snapshot = config, read, snapshot
-        self.progress = progress  # folder of the live records-in count (pipelines.progress)
+        self.progress = progress  # folder of the live records-in count (pipelines.core.progress)
 
     def setup(self):
         self.tally = Tally(self.progress)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from fsspec.implementations.local import LocalFileSystem
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from pipelines.stage import sha256_file
+from pipelines.core.contract import sha256_file
 from schemas.tokens import EOT_TOKEN
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import quote, urljoin, urlsplit
 
-from pipelines.fetcher import FetchResult
+from pipelines.crawl.fetcher import FetchResult
 
 PARSE_LIMIT = 512 * 1024  # RFC 9309: at least 500 KiB must be parsed; the rest is ignored
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")

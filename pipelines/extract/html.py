@@ -1,7 +1,7 @@
 """HTML -> main text and metadata (trafilatura), under a per-document time limit.
 
 A pathological page can keep trafilatura busy for minutes, and a Python thread cannot be stopped,
-so extraction runs in a child process (`python -m pipelines.html`) that the extract DoFn feeds
+so extraction runs in a child process (`python -m pipelines.extract.html`) that the extract DoFn feeds
 one page at a time over a pipe. When a page takes longer than the limit, the child is killed, the
 page becomes an `extract_timeout` reject and a fresh child takes the next page: the worker is
 never stuck. The child also decodes the bytes: the charset declared in the HTTP header, else in
@@ -89,12 +89,12 @@ def detect_charset(body: bytes) -> str | None:
 
 def extract_page(body: bytes, url: str | None, content_type: str, options: dict) -> dict | None:
     """Main text and metadata of one page, or None when it has no main text. The page is parsed
-    once: metadata is read from what it declares (`pipelines/page_meta.py`), the main text is
+    once: metadata is read from what it declares (`pipelines/extract/page_meta.py`), the main text is
     trafilatura's (without its own, far slower, metadata search)."""
     import trafilatura
     from trafilatura.utils import load_html
 
-    from pipelines.page_meta import page_metadata
+    from pipelines.extract.page_meta import page_metadata
 
     html, charset = decode_html(body, content_type)
     tree = load_html(html)

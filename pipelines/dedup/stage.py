@@ -6,7 +6,7 @@ through files under `dedup/work/` (`_Spill`, an external shuffle) and only file 
 shuffled, because a local runner keeps shuffled data in memory. In order:
 
 1. `SignFile` reads each input file once: per document it computes the normalized-text hash and
-   a MinHash signature (`pipelines.minhash`, in batches), writes them with the document's
+   a MinHash signature (`pipelines.dedup.minhash`, in batches), writes them with the document's
    identity to a signature table (`work/sig/`), and spills its band keys `(key, order, node)`
    by key range. A node is `(file number << 32) | row`.
 2. `StarEdges` sorts each key range; documents sharing a band key are linked to the first of
@@ -16,7 +16,7 @@ shuffled, because a local runner keeps shuffled data in memory. In order:
    block) adds that node's signature, `VerifyEdges` (by the second node's block) compares it
    with the other's and keeps the edge only if the similarity reaches the threshold, so a chance
    band collision never merges unrelated documents.
-4. Connected components of the verified edges (`pipelines.components`, in Beam, rounds bounded).
+4. Connected components of the verified edges (`pipelines.dedup.components`, in Beam, rounds bounded).
 5. `LookupMembers` reads each component member's identity (not its text) and `DecideCluster`
    keeps one per component by the keep policy; the others are `exact_duplicate` (same
    normalized text as the kept one), `near_duplicate`, or `duplicate_of` when the kept one is in
@@ -50,14 +50,19 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms import window
 from apache_beam.utils.windowed_value import WindowedValue
 
-from pipelines import components
-from pipelines.dedup_index import (IndexDir, read_table_rows, shingle_sets, signature_matrix,
-                                   take_rows)
-from pipelines.engine import make_pipeline, run_pipeline
-from pipelines.minhash import MinHasher, estimated_jaccard, exact_jaccard, shingle_hashes
-from pipelines.progress import RECORDS, Pass, Tally, forget
-from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir, streaming_parquet
-from pipelines.tables import WriteTable
+from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir, streaming_parquet
+from pipelines.core.engine import make_pipeline, run_pipeline
+from pipelines.core.progress import RECORDS, Pass, Tally, forget
+from pipelines.core.tables import WriteTable
+from pipelines.dedup import components
+from pipelines.dedup.index import (
+    IndexDir,
+    read_table_rows,
+    shingle_sets,
+    signature_matrix,
+    take_rows,
+)
+from pipelines.dedup.minhash import MinHasher, estimated_jaccard, exact_jaccard, shingle_hashes
 from schemas.config import DedupConfig, EngineConfig
 from schemas.dedup import BAND_SCHEMA, SIGNATURE_SCHEMA
 from schemas.document import DOCUMENT_SCHEMA, REJECTED_SCHEMA, rejected_record
@@ -65,7 +70,7 @@ from schemas.document import DOCUMENT_SCHEMA, REJECTED_SCHEMA, rejected_record
 STAGE = "dedup"
 WORK_DIR = "work"
 INLINE_ROUNDS = 4  # component rounds inside the main job; more run as follow-up jobs if needed
-# The live display's passes over the input (pipelines.progress): signing, then writing (the
+# The live display's passes over the input (pipelines.core.progress): signing, then writing (the
 # second counts `records_in`)
 PASSES = (Pass("signed", "signing"), Pass(RECORDS))
 _BATCH = 256  # documents per batch read, signed or written

@@ -2,7 +2,7 @@
 
 Locally a job runs on `FnApiRunner` (Beam's `DirectRunner` first tries to download a Prism binary,
 which cannot work offline). In `multi_processing` mode the workers are separate processes started
-through `pipelines.beam_worker`, whose logs go to a file (`EngineConfig.worker_log`, default
+through `pipelines.core.beam_worker`, whose logs go to a file (`EngineConfig.worker_log`, default
 `corpus-beam-workers.log` in the temp folder). `EngineConfig.runner` names another runner
 (`PortableRunner`, `FlinkRunner`, `SparkRunner`, `DataflowRunner`) and `pipeline_args` carries its
 options, so the same transforms run unchanged elsewhere (tested: Beam's portable job service with
@@ -22,13 +22,17 @@ from urllib.parse import urlsplit
 import apache_beam as beam
 import grpc
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import (FlinkRunnerOptions, PipelineOptions,
-                                                  PortableOptions, SparkRunnerOptions)
+from apache_beam.options.pipeline_options import (
+    FlinkRunnerOptions,
+    PipelineOptions,
+    PortableOptions,
+    SparkRunnerOptions,
+)
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.runners.runner import create_runner
 from apache_beam.transforms import environments
 
-from pipelines import beam_worker
+from pipelines.core import beam_worker
 from schemas.config import EngineConfig
 
 _LOGGER = logging.getLogger(__name__)

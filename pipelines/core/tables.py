@@ -6,7 +6,7 @@ Files are opened through fsspec, so a dataset root can be a local path or any fs
 
 Rows never cross Beam's shuffle (a local runner keeps shuffled data in the driver's memory, which
 would hold the whole corpus at once). `WriteTable` is an external sort instead, as the tokenize
-stage's packing is (`pipelines/token_pack.py`): each worker buffers rows by destination file up to
+stage's packing is (`pipelines/tokens/pack.py`): each worker buffers rows by destination file up to
 a memory limit, then writes each buffer, sorted, as a *run* (a Parquet file with the sort key as
 an extra column) under a work folder beside the output folder; only the runs' names are grouped by
 destination; one worker per file merges that file's runs as a stream into a temporary file,
@@ -31,7 +31,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms import window
 from apache_beam.utils.windowed_value import WindowedValue
 
-from pipelines.stage import fs_protocol, streaming_parquet
+from pipelines.core.contract import fs_protocol, streaming_parquet
 from schemas.document import REJECTED_SCHEMA, reject_document
 
 RUNS_DIR = "_runs"  # beside the output folder: <parent>/_runs/<folder name>/<prefix>/

@@ -9,7 +9,7 @@ component. Rounds needed grow with the logarithm of the component size in practi
 Each round counts the edges it changed (`dedup/cc_round_NN_changes`); a round that changes
 nothing means the stars are final. `Components(rounds)` unrolls a fixed number of rounds into one
 pipeline; the caller reads the counters and, when the last round still changed something, runs
-more rounds on the saved edges (see `pipelines.dedup.build_dedup`), up to a bound.
+more rounds on the saved edges (see `pipelines.dedup.stage.build_dedup`), up to a bound.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Filter stage: language ID, the language keep-list, quality filters, then PII replacement.
 
 Documents are taken in batches (`beam.BatchElements`) so language ID makes one model call per
-batch (`pipelines/langid.py`). Language comes first because the quality rules depend on it
-(English stop words, mean word length, sentence punctuation: `pipelines/quality.py`); the
+batch (`pipelines/filters/langid.py`). Language comes first because the quality rules depend on it
+(English stop words, mean word length, sentence punctuation: `pipelines/filters/quality.py`); the
 keep-list comes right after it, as the cheapest drop. Kept documents get `lang`, `lang_score`,
 their quality signals and, last, their e-mail addresses, IP addresses and phone numbers replaced
-by placeholders (`pipelines/pii.py`), counted per kind. Every drop is a rejected row with its
+by placeholders (`pipelines/filters/pii.py`), counted per kind. Every drop is a rejected row with its
 reason and a `filter:dropped_<reason>` counter.
 """
 
@@ -15,13 +15,13 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from pipelines.engine import make_pipeline, run_pipeline
-from pipelines.langid import LanguageIdentifier
-from pipelines.pii import PiiRedactor
-from pipelines.progress import count_in
-from pipelines.quality import apply_filters, quality_filters
-from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir
-from pipelines.tables import ReadTable, WriteTable, write_rejected
+from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir
+from pipelines.core.engine import make_pipeline, run_pipeline
+from pipelines.core.progress import count_in
+from pipelines.core.tables import ReadTable, WriteTable, write_rejected
+from pipelines.filters.langid import LanguageIdentifier
+from pipelines.filters.pii import PiiRedactor
+from pipelines.filters.quality import apply_filters, quality_filters
 from schemas.config import EngineConfig, FilterConfig
 from schemas.document import DOCUMENT_SCHEMA, reject_document
 

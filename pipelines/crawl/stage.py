@@ -2,7 +2,7 @@
 
 Discovery runs in the driver and is bounded: seed URLs, plus the sitemaps each seed's robots.txt
 lists (else `/sitemap.xml`), indexes followed, each read as a capped stream
-(`pipelines/sitemaps.py`). URLs are normalised with courlan, kept to the seeds' registered
+(`pipelines/crawl/sitemaps.py`). URLs are normalised with courlan, kept to the seeds' registered
 domains (or hosts, or anywhere: `scope`), filtered by include/exclude patterns and capped per host
 and in total. Every URL refused on the way is a counted reject and a WARC record.
 
@@ -10,9 +10,9 @@ Fetching is a Beam job over *lanes* (hosts hashed into `lanes` groups, one eleme
 crawls its hosts in parallel threads, one thread per host, so a host never has two requests in
 flight, and waits `delay_s` (or the host's robots.txt Crawl-delay, up to `max_crawl_delay_s`)
 between the end of one request and the start of the next. Every request goes through the safe
-fetcher (`pipelines/fetcher.py`: http(s) only, an address guard on the connection made, a
+fetcher (`pipelines/crawl/fetcher.py`: http(s) only, an address guard on the connection made, a
 deadline on each request covering resolve, connect, headers and the whole body, size caps,
-retries) and robots.txt (`pipelines/robots.py`), re-checked on every
+retries) and robots.txt (`pipelines/crawl/robots.py`), re-checked on every
 redirect hop; a redirect to another host is not followed on the spot (that host has its own queue
 and pace) but queued as a URL of its own for the next round. With `depth` > 0, links of fetched
 pages are queued too; each round is one Beam job, until no new URL is left or `depth` is reached.
@@ -39,14 +39,14 @@ import fsspec
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from pipelines.engine import make_pipeline, run_pipeline
-from pipelines.fetcher import FetchPolicy, Fetcher, FetchResult, default_resolver
-from pipelines.progress import Tally
-from pipelines.robots import RobotsCache
-from pipelines.sitemaps import SitemapLimits, SitemapReader
-from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir
-from pipelines.tables import WriteTable, stable_hash
-from pipelines.warc_out import RotatingWarcWriter
+from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir
+from pipelines.core.engine import make_pipeline, run_pipeline
+from pipelines.core.progress import Tally
+from pipelines.core.tables import WriteTable, stable_hash
+from pipelines.crawl.fetcher import Fetcher, FetchPolicy, FetchResult, default_resolver
+from pipelines.crawl.robots import RobotsCache
+from pipelines.crawl.sitemaps import SitemapLimits, SitemapReader
+from pipelines.crawl.warc_out import RotatingWarcWriter
 from schemas.config import CrawlConfig, EngineConfig
 from schemas.document import REJECTED_SCHEMA, rejected_record
 
@@ -314,7 +314,7 @@ def discover(config: CrawlConfig, frontier: Frontier, store: RobotsStore,
 class CrawlLane(beam.DoFn):
     """(lane, [(host, [(url, depth, validators)])]) -> archived rows; `rejected` rows; `links`
     (url, depth) for the next round. Writes `crawl-rNN-lLLLL-NNNNN.warc.gz`. `tally_folder`:
-    where the running records-in count goes for the live display (`pipelines.progress`)."""
+    where the running records-in count goes for the live display (`pipelines.core.progress`)."""
 
     def __init__(self, config: CrawlConfig, folder: str, progress: str, round_no: int,
                  seeds: tuple[str, ...], robots_folder: str, tally_folder: str | None = None):
@@ -536,7 +536,7 @@ def build_crawl(stage: StageDir, config: CrawlConfig, engine: EngineConfig,
                 progress: str | None = None) -> dict[str, int]:
     """Discover, then crawl round after round; return the counters (records_in counts every URL
     the crawl touched, refused in the driver or fetched in Beam; `progress`: the folder of its
-    live count, `pipelines.progress`)."""
+    live count, `pipelines.core.progress`)."""
     validators = validators or {}
     frontier = Frontier(Scope(config.seeds, config), config)
     store = RobotsStore(stage.url(WORK_DIR, "robots"))

@@ -24,7 +24,7 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 
-from pipelines.stage import fs_protocol, streaming_parquet
+from pipelines.core.contract import fs_protocol, streaming_parquet
 from schemas.dedup import SIGNATURE_SCHEMA
 
 INDEX_DIR = "dedup_index"

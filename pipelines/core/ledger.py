@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.dedup_index import IndexDir
-from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir
+from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir
+from pipelines.dedup.index import IndexDir
 
 # The stages a document passes, in order; the last one holds the corpus.
 LEDGER_STAGES = ("scrape", "extract", "filter", "dedup", "shard", "tokenize")

@@ -11,7 +11,7 @@ random order, whatever the engine, the worker count or the memory limit.
 The number of shards per split is chosen before encoding, from the corpus's text bytes (Parquet
 footers) and the tokenizer's tokens per byte on a probe of the corpus, to give shards of about
 `shard_tokens`. Tokens never cross Beam's shuffle: workers write sorted runs under
-`work/runs/`, and only the runs' names are grouped by shard (`pipelines/token_pack.py`).
+`work/runs/`, and only the runs' names are grouped by shard (`pipelines/tokens/pack.py`).
 """
 
 from __future__ import annotations
@@ -32,13 +32,18 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms import window
 from apache_beam.utils.windowed_value import WindowedValue
 
-from pipelines.engine import make_pipeline, run_pipeline
-from pipelines.progress import count_in
-from pipelines.stage import DATA_DIR, REJECTED_DIR, StageDir, sha256_file, streaming_parquet
-from pipelines.tables import ReadTable, write_rejected
-from pipelines.token_pack import RUNS_DIR, RunBuffer, write_shard
-from pipelines.tokenizer import (DatasetTokenizer, describe, for_encoding, load_tokenizer,
-                                 train_tokenizer)
+from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir, sha256_file, streaming_parquet
+from pipelines.core.engine import make_pipeline, run_pipeline
+from pipelines.core.progress import count_in
+from pipelines.core.tables import ReadTable, write_rejected
+from pipelines.tokens.pack import RUNS_DIR, RunBuffer, write_shard
+from pipelines.tokens.tokenizer import (
+    DatasetTokenizer,
+    describe,
+    for_encoding,
+    load_tokenizer,
+    train_tokenizer,
+)
 from schemas.config import EngineConfig, TokenizeConfig
 from schemas.document import rejected_record
 from schemas.tokens import SPLITS, TokenShard, TokenShardsInfo, shard_file_names, token_dtype_name
@@ -347,7 +352,7 @@ def build_tokenize(stage: StageDir, corpus_urls: list[str], config: TokenizeConf
                    engine: EngineConfig, log=print,
                    progress: str | None = None) -> tuple[dict[str, int], dict]:
     """Run the stage; return its counters and the manifest's description of the tokenizer.
-    `progress`: the folder of the live records-in count (`pipelines.progress`)."""
+    `progress`: the folder of the live records-in count (`pipelines.core.progress`)."""
     tokenizer = dataset_tokenizer(stage, corpus_urls, config, seed, engine, log)
     with stage.fs.open(stage.local(TOKENIZER_FILE), "w", encoding="utf-8", newline="") as f:
         f.write(tokenizer.json_text)

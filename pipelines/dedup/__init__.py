@@ -1,0 +1,1 @@
+"""The dedup stage: exact and MinHash LSH near-duplicate removal, across snapshots."""

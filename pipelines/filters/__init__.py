@@ -1,0 +1,1 @@
+"""The filter stage: language identification, quality rules and PII replacement."""

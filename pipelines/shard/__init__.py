@@ -1,0 +1,1 @@
+"""The shard stage: the corpus as Parquet files."""

@@ -1,0 +1,1 @@
+"""The tokenize stage: a tokenizer, and packed token shards for the trainer."""
