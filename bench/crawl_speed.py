@@ -16,7 +16,7 @@ socketserver's 5 to --backlog (in this process only): with 50 hosts connecting a
 18 ListenOverflows, gaps of 1.5 s instead of 0.5 s, the fetch window 12.7 s instead of 9.7 s).
 The report prints the kernel's ListenOverflows and TCPSynRetrans counted during the crawl.
 
-1. Crawl: `jobs.run_crawl(root, PipelineConfig(crawl=CrawlConfig(seeds=(one per host), delay_s,
+1. Crawl: `job.run("scrape", root, PipelineConfig(crawl=CrawlConfig(seeds=(one per host), delay_s,
    resolve, allow_addresses, lanes), engine=EngineConfig(workers, running_mode)))`, the stage job
    as the `corpus crawl` command runs it (discovery in the driver: robots.txt and sitemaps, one
    Beam round fetching the pages, the manifest with its summary and counts). Reported: pages
@@ -164,7 +164,8 @@ def time_empty_pipeline(engine) -> float:
 
 
 def run_crawl_bench(args, work: Path) -> dict:
-    from pipelines import jobs
+    from pipelines import stages
+    from pipelines.core import job
     from pipelines.core.tables import stable_hash
     from schemas.config import CrawlConfig, EngineConfig, PipelineConfig
     from tests import http_fixture
@@ -194,7 +195,8 @@ def run_crawl_bench(args, work: Path) -> dict:
               flush=True)
         tcp_before = tcp_counters()
         started = time.monotonic()
-        result = jobs.run_crawl(str(root), PipelineConfig(crawl=crawl, engine=engine), log=log)
+        result = job.run("scrape", str(root), PipelineConfig(crawl=crawl, engine=engine),
+                         log=log)
         ended = time.monotonic()
         tcp = {k: v - tcp_before.get(k, 0) for k, v in tcp_counters().items()}
         requests = [(r.time, (r.header("Host") or "").split(":")[0].lower(), r.path)
@@ -230,7 +232,7 @@ def run_crawl_bench(args, work: Path) -> dict:
             lane_rows.append({"lane": lane, "hosts": len(hosts), "pages": len(times),
                               "first": times[0] - page_times[0], "last": times[-1] - page_times[0]})
     return {
-        "pages": counts["records_out"], "rejected": counts["rejected"],
+        "pages": counts.records_out, "rejected": counts.rejected,
         "expected": args.hosts * args.pages, "wall": ended - started,
         "requests": len(requests), "page_requests": len(page_times),
         "page_hosts": len(pages_by_host),
@@ -247,7 +249,7 @@ def run_crawl_bench(args, work: Path) -> dict:
         "host_window": statistics.mean(windows) if windows else None,
         "host_window_max": max(windows) if windows else None,
         "lanes": lanes, "lane_rows": lane_rows, "empty_pipeline": empty,
-        "warcs": jobs.scraped_warcs(str(root)),
+        "warcs": stages.scraped_warcs(str(root)),
     }
 
 

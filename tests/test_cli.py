@@ -17,11 +17,65 @@ def corpus(*args, cwd=None):
                           env={**os.environ})
 
 
-@pytest.mark.parametrize("sub", ["demo", "build", "train"])
-def test_every_subcommand_explains_itself(sub):
-    out = corpus(sub, "--help")
-    assert out.returncode == 0
-    assert "--output" in out.stdout or "--dataset" in out.stdout
+def subcommands():
+    from flows.cli import parser
+
+    action = next(a for a in parser()._actions if a.dest == "command")
+    return action.choices  # name -> its parser
+
+
+DOCUMENTS = ("read", "extract", "filter", "filter.langid", "filter.quality", "filter.pii",
+             "dedup", "shard", "tokenize")
+# What each subcommand must offer beyond its settings, and the sections of settings it shows.
+OWN = {
+    "demo": ({"--output", "--port", "--no-train", "--seed"}, ("engine", "train")),
+    "build": ({"--input", "--output", "--until", "--train", "--crawl", "--seeds"},
+              ("", *DOCUMENTS, "crawl", "engine", "train")),
+    "crawl": ({"--output", "--seeds", "--seeds-file"}, ("", "crawl", "engine")),
+    "train": ({"--dataset", "--out", "--init-from", "--resume", "--nnodes"}, ("train",)),
+    "generate": ({"--checkpoint", "--prompt", "--temperature", "--top-k", "--tokenizer"}, ()),
+    "export": ({"--checkpoint", "--out", "--tokenizer"}, ()),
+    "refresh": ({"--output", "--snapshot", "--train", "--seeds"}, ("crawl", *DOCUMENTS,
+                                                                   "engine", "train")),
+    "serve": ({"--output", "--cron", "--every", "--timezone", "--no-train"},
+              ("crawl", *DOCUMENTS, "engine", "train")),
+    "why": ({"--dataset", "--json"}, ()),
+    "verify": ({"--json"}, ()),
+    "config": ({"--config", "--set"}, ("", "crawl", *DOCUMENTS, "engine", "train")),
+}
+
+
+def section_flags(section: str) -> set[str]:
+    from flows.cli.options import settings_of
+
+    return {(info.json_schema_extra or {}).get("flag") for _, info in settings_of(section)} - {None}
+
+
+def test_every_subcommand_is_covered():
+    assert set(subcommands()) == set(OWN)
+
+
+@pytest.mark.parametrize("sub", sorted(OWN))
+def test_each_subcommand_lists_its_own_options_and_no_others(sub):
+    """A subcommand's --help names what it takes, and only that: the settings of the config
+    sections it uses, none of the others' (`corpus train --help` has no --runner)."""
+    own, sections = OWN[sub]
+    text = subcommands()[sub].format_help()
+    listed = {word.strip("[],") for word in text.split() if word.startswith(("--", "[--"))}
+    assert own <= listed, own - listed
+    every = {flag for s in ("", "crawl", *DOCUMENTS, "engine", "train")
+             for flag in section_flags(s)}
+    wanted = {flag for s in sections for flag in section_flags(s)}
+    assert wanted <= listed, wanted - listed
+    assert not (every - wanted - own) & listed, (every - wanted - own) & listed
+
+
+def test_help_answers_from_the_command_line():
+    for sub in ("train", "crawl"):
+        out = corpus(sub, "--help")
+        assert out.returncode == 0 and "--config" in out.stdout
+    assert "--runner" not in corpus("train", "--help").stdout
+    assert "--steps" not in corpus("crawl", "--help").stdout
 
 
 def one_line_error(out, *needles):

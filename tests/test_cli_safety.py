@@ -63,7 +63,7 @@ def test_bad_language_id_settings_are_refused_before_anything_runs(tmp_path):
     junk.write_text("not a fastText model")
     for extra, needle in ((["--lid-model", str(junk)], "wrong file format"),
                           (["--lid-model", str(tmp_path / "absent.bin")], "not found"),
-                          (["--lid-backends", "cld3"], "fasttext and/or lingua")):
+                          (["--lid-backends", "cld3"], "Input should be 'fasttext' or 'lingua'")):
         one_line_error(corpus("build", "--input", warc, "--output", str(tmp_path / "o"), *extra),
                        needle)
     assert not (tmp_path / "o").exists()

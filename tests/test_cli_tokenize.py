@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from flows.cli import UserError, build_config, parser
+from flows.cli import parser
+from flows.cli.common import UserError
+from flows.cli.options import config_from
 from pipelines.tokens.tokenizer import train_tokenizer
 from schemas.config import TokenizeConfig
 from tests.conftest import shared
@@ -14,7 +16,7 @@ from tests.test_cli import corpus, one_line_error
 
 
 def config_of(*args):
-    return build_config(parser().parse_args(["build", "--input", "x", "--output", "y", *args]))
+    return config_from(parser().parse_args(["build", "--input", "x", "--output", "y", *args]))
 
 
 def test_options_reach_the_config():

@@ -3,8 +3,7 @@ through their manifests, the stages after them), and nothing else."""
 
 import shutil
 
-from pipelines import jobs
-from pipelines.core import code_hash
+from pipelines.core import code_hash, job
 from pipelines.core.code_hash import closure, code_fingerprint
 from schemas.config import EngineConfig, PipelineConfig
 from tests.conftest import ROOT, shared
@@ -60,8 +59,8 @@ def test_editing_the_filter_reruns_filter_and_what_follows(tmp_path, monkeypatch
     root = str(tmp_path)
 
     def build():
-        results = [jobs.run_extract(root, warcs, config)]
-        results += [run(root, config) for run in (jobs.run_filter, jobs.run_dedup, jobs.run_shard)]
+        results = [job.run("extract", root, config, inputs=warcs)]
+        results += [job.run(name, root, config) for name in ("filter", "dedup", "shard")]
         return {r.name: r.skipped for r in results}
 
     assert build() == {"extract": False, "filter": False, "dedup": False, "shard": False}

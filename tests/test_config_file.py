@@ -5,13 +5,15 @@ import tomllib
 
 import pytest
 
-from flows.cli import UserError, build_config, parser
+from flows.cli import parser
+from flows.cli.common import UserError
+from flows.cli.options import config_from
 from schemas.config import PipelineConfig
 from tests.test_cli import corpus, one_line_error
 
 
 def config_of(*args):
-    return build_config(parser().parse_args(["config", "show", *args]))
+    return config_from(parser().parse_args(["config", "show", *args]))
 
 
 def test_a_file_sets_every_section_and_flags_win(tmp_path):
@@ -64,4 +66,4 @@ def test_crawl_settings_are_checked_before_anything_runs():
         CrawlConfig(resolve=("a.example.com",))
     with pytest.raises(ValueError, match="crawl pattern"):
         CrawlConfig(include=("([",))
-    assert CrawlConfig(include=["a"], exclude=("b",)).include == ["a"]  # lists from TOML work
+    assert CrawlConfig(include=["a"], exclude=("b",)).include == ("a",)  # lists from TOML work

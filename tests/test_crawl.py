@@ -11,7 +11,8 @@ from dataclasses import replace
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
-from pipelines import jobs
+from pipelines import stages
+from pipelines.core import job
 from schemas.config import CrawlConfig, EngineConfig, PipelineConfig
 from tests.http_fixture import serve
 
@@ -152,7 +153,7 @@ def failures(records) -> dict[str, str]:
 def test_a_polite_safe_crawl(sites, tmp_path):
     main, private, a, b = sites
     config = crawl_config(a, main.port)
-    result = jobs.run_crawl(str(tmp_path), config, log=lambda _: None)
+    result = job.run("scrape", str(tmp_path), config, log=lambda _: None)
     counts = result.counts
     records = warc_records(tmp_path)
     archived = {url for kind, url, _, _ in records if kind == "response"}
@@ -183,19 +184,20 @@ def test_a_polite_safe_crawl(sites, tmp_path):
     responses = {url: rec for kind, url, rec, _ in records if kind == "response"}
     assert responses[f"{a}/p1"].rec_headers.get_header("WARC-IP-Address") == "127.0.0.1"
     assert any(kind == "request" and url == f"{a}/p1" for kind, url, _, _ in records)
-    assert counts["records_in"] == counts["records_out"] + sum(counts["rejected"].values())
-    assert counts["rejected"]["robots_disallowed"] >= 3
+    assert counts.records_in == counts.records_out + sum(counts.rejected.values())
+    assert counts.rejected["robots_disallowed"] >= 3
 
     # the same seeds again: conditional requests, 304s archived as revisits (`unchanged`)
     before = len(main.log)
-    jobs.run_crawl(str(tmp_path), config, log=lambda _: None)
+    job.run("scrape", str(tmp_path), config, log=lambda _: None)
     again = warc_records(tmp_path)
     revisits = {url for kind, url, _, _ in again if kind == "revisit"}
     assert {f"{a}/", f"{a}/p1", f"{a}/p2", f"{a}/p3", f"{a}/p4", f"{b}/q"} <= revisits
     conditional = [r for r in main.log[before:] if r.header("If-None-Match")]
     assert len(conditional) >= 6
-    extract = jobs.run_extract(str(tmp_path), jobs.scraped_warcs(str(tmp_path)), config)
-    assert extract.counts["rejected"].get("unchanged", 0) >= 6
+    extract = job.run("extract", str(tmp_path), config,
+                      inputs=stages.scraped_warcs(str(tmp_path)))
+    assert extract.counts.rejected.get("unchanged", 0) >= 6
     manifest = json.loads((tmp_path / "scrape" / "manifest.json").read_text())
     assert manifest["counts"]["records_out"] >= 6
     hosts = manifest["crawl"]["hosts"]
@@ -260,9 +262,9 @@ def test_patterns_caps_and_a_sitemap_bomb(tmp_path):
         config = crawl_config(a, main.port, include=(r"/keep/",), exclude=(r"skip",),
                               max_pages_per_host=5, sitemap_max_bytes=5_000_000)
         config = replace(config, crawl=replace(config.crawl, seeds=(f"{a}/keep/0",), depth=0))
-        result = jobs.run_crawl(str(tmp_path), config, log=lambda _: None)
-    rejected = result.counts["rejected"]
+        result = job.run("scrape", str(tmp_path), config, log=lambda _: None)
+    rejected = result.counts.rejected
     assert rejected["not_included"] == 2 and rejected["excluded"] == 2
     assert rejected["host_cap"] == 3 and rejected["sitemap_too_large"] == 1
-    assert result.counts["records_out"] == 5
+    assert result.counts.records_out == 5
     assert not [r for r in main.log if "/other/" in r.path or "skip" in r.path]

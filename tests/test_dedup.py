@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import jobs
+from pipelines.core import job
 from pipelines.core.contract import StageDir, run_stage
 from pipelines.dedup import components
 from pipelines.dedup import stage as dedup
@@ -271,7 +271,7 @@ def dedup_snapshot(root: str, docs: list[dict], snapshot: str):
     filter_stage(root, docs)
     config = PipelineConfig.from_dict({"snapshot": snapshot,
                                        "engine": {"running_mode": "in_memory", "workers": 1}})
-    result = jobs.run_dedup(root, config)
+    result = job.run("dedup", root, config)
     stage = StageDir(root, "dedup")
     kept = sorted(r["id"] for p in stage.files("data", ".parquet")
                   for r in pq.read_table(p).to_pylist())

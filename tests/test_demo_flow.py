@@ -145,7 +145,7 @@ def test_each_stage_published_its_counts_artifact(demo):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from flows.corpus_flow import artifact_key
+    from flows.artifacts import artifact_key
 
     keys = [artifact_key(str(demo), name) for name in
             [f"{s}-counts" for s in STAGES] + ["corpus-summary", "train-metrics"]]

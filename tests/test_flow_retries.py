@@ -2,22 +2,23 @@
 
 import pytest
 
-from flows.corpus_flow import corpus_build
-from pipelines import jobs
+from flows.build_flow import corpus_build
+from pipelines.core import job
 from schemas.config import EngineConfig, PipelineConfig
 from tests.conftest import shared
 
 
 def run(tmp_path, monkeypatch, error, calls):
-    real = jobs.run_shard
+    real = job.run
 
-    def flaky(root, config, **kwargs):
-        calls.append(1)
-        if len(calls) == 1:
-            raise error
-        return real(root, config, **kwargs)
+    def flaky(stage, root, config, **kwargs):
+        if stage.name == "shard":
+            calls.append(1)
+            if len(calls) == 1:
+                raise error
+        return real(stage, root, config, **kwargs)
 
-    monkeypatch.setattr(jobs, "run_shard", flaky)
+    monkeypatch.setattr(job, "run", flaky)
     config = PipelineConfig(engine=EngineConfig(workers=1, running_mode="in_memory"))
     warcs = sorted(str(p) for p in shared("warc").glob("*.warc.gz"))
     summary = corpus_build(output=str(tmp_path), config=config.to_dict(), inputs=warcs,

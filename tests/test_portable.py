@@ -27,7 +27,8 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from flows.sample_site import generate_site, serve_site
-from pipelines import jobs
+from pipelines import stages
+from pipelines.core import job
 from pipelines.core.contract import AccountingError, run_stage
 from pipelines.core.engine import check_runner, run_pipeline
 from schemas.config import CrawlConfig, EngineConfig, PipelineConfig
@@ -105,21 +106,21 @@ def site_url(tmp_path_factory):
 
 
 def build_all(root: Path, site_url: str, engine: EngineConfig, warcs: list[str] | None = None):
-    """Every Beam stage, in flow order, through `pipelines.jobs` (no Prefect: the flow only
-    calls these). Extract reads `warcs` when given, else this run's own crawl."""
+    """Every Beam stage, in flow order, through `pipelines.core.job.run` (no Prefect: the flow
+    only calls it). Extract reads `warcs` when given, else this run's own crawl."""
     config = PipelineConfig(engine=engine, crawl=CrawlConfig(
         seeds=(site_url,), allow_addresses=("127.0.0.1/32",), delay_s=0.0))
-    jobs.run_crawl(str(root), config, log=lambda _: None)
-    jobs.run_extract(str(root), warcs or jobs.scraped_warcs(str(root)), config)
-    for run in (jobs.run_filter, jobs.run_dedup, jobs.run_shard, jobs.run_tokenize):
-        run(str(root), config)
+    job.run("scrape", str(root), config, log=lambda _: None)
+    job.run("extract", str(root), config, inputs=warcs or stages.scraped_warcs(str(root)))
+    for name in ("filter", "dedup", "shard", "tokenize"):
+        job.run(name, str(root), config)
 
 
 def data_files(root: Path) -> dict[str, str]:
     """sha256 of every file the stages after scrape wrote (data/, rejected/, the tokenizer), by
     path under the dataset root. Manifests are left out: they hold timings and their own paths."""
     out = {}
-    for stage in jobs.STAGES[1:]:
+    for stage in stages.NAMES[1:]:
         for path in sorted((root / stage).rglob("*")):
             if path.is_file() and path.name not in ("manifest.json", "_SUCCESS"):
                 out[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -141,7 +142,7 @@ def archived(root: Path) -> list[tuple]:
 def accounting(root: Path) -> dict[str, tuple]:
     """Each stage's counts and the job counters they came from (records_in is a counter)."""
     manifests = {stage: json.loads((root / stage / "manifest.json").read_text())
-                 for stage in jobs.STAGES}
+                 for stage in stages.NAMES}
     return {stage: (m["counts"], m["metrics"]["counters"]) for stage, m in manifests.items()}
 
 
@@ -151,7 +152,7 @@ def test_every_stage_gives_the_same_bytes_on_the_portable_runner(portable_engine
     check_runner(portable_engine)  # the CLI's check passes on a reachable job service and pool
     local, portable = tmp_path / "fnapi", tmp_path / "portable"
     build_all(local, site_url, LOCAL)
-    build_all(portable, site_url, portable_engine, warcs=jobs.scraped_warcs(str(local)))
+    build_all(portable, site_url, portable_engine, warcs=stages.scraped_warcs(str(local)))
 
     assert archived(portable) == archived(local)
     assert len(archived(local)) > 30
@@ -161,7 +162,7 @@ def test_every_stage_gives_the_same_bytes_on_the_portable_runner(portable_engine
 
     expected, got = data_files(local), data_files(portable)
     assert sorted(got) == sorted(expected)
-    for stage in jobs.STAGES[1:]:
+    for stage in stages.NAMES[1:]:
         assert any(p.startswith(f"{stage}/data/") for p in expected), stage
     assert got == expected
     # records_in comes from the job's counters: the portable job service reports the same ones
@@ -170,12 +171,13 @@ def test_every_stage_gives_the_same_bytes_on_the_portable_runner(portable_engine
 
 
 def test_cli_takes_a_runner_and_its_options():
-    from flows.cli import build_config, parser
+    from flows.cli import parser
+    from flows.cli.options import config_from
 
     args = parser().parse_args(["build", "--input", "x", "--output", "y", "--runner",
                                 "PortableRunner", "--beam-option=--job_endpoint=localhost:8099",
                                 "--beam-option", "environment_type=LOOPBACK"])
-    engine = build_config(args).engine
+    engine = config_from(args).engine
     assert engine.runner == "PortableRunner"
     assert engine.pipeline_args == ("--job_endpoint=localhost:8099", "--environment_type=LOOPBACK")
     help_text = subprocess.run([CORPUS, "build", "--help"], capture_output=True, text=True,

@@ -17,7 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import jobs
+from pipelines.core import job
+from pipelines.core.contract import records_out
+from pipelines.dedup.stage import PASSES as DEDUP_PASSES
 from pipelines.core import progress
 from pipelines.core.contract import run_stage
 from pipelines.core.engine import make_pipeline, run_pipeline
@@ -92,7 +94,7 @@ def test_a_terminal_sees_the_count_grow_to_the_total():
 
 
 def test_dedup_counts_two_passes():
-    watch = StageProgress("dedup", expected=100, passes=jobs.dedup.PASSES, stream=Terminal())
+    watch = StageProgress("dedup", expected=100, passes=DEDUP_PASSES, stream=Terminal())
     watch.counts = {"signed": 100}
     assert watch.line().startswith("dedup  signing 100 of ~100 records (50%)")
     watch.counts = {"signed": 100, "records": 40}
@@ -115,7 +117,7 @@ def test_no_display_without_a_terminal_or_with_quiet(monkeypatch):
         run_pipeline(p)
     assert pipe.getvalue() == "" and reports[-1] == 100.0
 
-    from flows.cli import set_verbosity
+    from flows.cli.common import set_verbosity
 
     monkeypatch.setenv(progress.ENV, "1")  # both restored after the test
     monkeypatch.setenv("PREFECT_LOGGING_LEVEL", os.environ.get("PREFECT_LOGGING_LEVEL", "INFO"))
@@ -152,8 +154,8 @@ def test_an_unwritable_progress_folder_does_not_fail_the_stage(tmp_path, monkeyp
     with monkeypatch.context() as m:
         m.setattr(progress.tempfile, "mkdtemp", lambda prefix: str(blocker / "p"))
         m.setattr(sys, "stderr", screen)
-        result = jobs.run_shard(root, PipelineConfig(engine=IN_PROCESS), progress=reports.append)
-    assert result.counts["records_in"] == 20 and not result.skipped
+        result = job.run("shard", root, PipelineConfig(engine=IN_PROCESS), report=reports.append)
+    assert result.counts.records_in == 20 and not result.skipped
     assert reports[-1] == 100.0
     assert shown(screen.getvalue())[-1] == ("shard", "", 0, 20)  # nothing counted live
 
@@ -218,7 +220,7 @@ def test_build_on_a_terminal_shows_each_stage_counting_up(tmp_path):
         counts = [count for pass_, count, _ in mine if pass_ == mine[-1][0]]
         assert counts == sorted(counts), (stage, counts)  # it only grows
         assert mine[-1] == ("", records_in, None if expected is None else
-                            jobs.records_out(str(tmp_path / "ds"), expected))
+                            records_out(str(tmp_path / "ds"), expected))
 
 
 def test_build_into_a_pipe_prints_no_progress(tmp_path):
@@ -235,7 +237,8 @@ def test_flow_progress_artifacts_end_at_100(tmp_path):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from flows.corpus_flow import artifact_key, corpus_build
+    from flows.artifacts import artifact_key
+    from flows.build_flow import corpus_build
 
     out = str(tmp_path / "ds")
     summary = corpus_build(output=out, config={"engine": {"running_mode": "in_memory",

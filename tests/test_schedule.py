@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.corpus_flow import dataset_id, dataset_resource
+from flows.artifacts import dataset_id, dataset_resource
 from flows.sample_site import generate_site, serve_site
-from flows.schedule import locate_snapshot, snapshot_roots
+from flows.train_flow import locate_snapshot, snapshot_roots
 from tests.prefect_server import BIN, PrefectServer
 
 DEADLINE_S = 420  # a cron tick (<= 60 s), a build (~30 s) and a 20-step training, with room

@@ -11,7 +11,7 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 from tokenizers import Tokenizer
 
-from pipelines import jobs
+from pipelines.core import job
 from pipelines.shard.stage import ShardDocuments
 from schemas.config import EngineConfig, PipelineConfig
 from schemas.document import DOCUMENT_SCHEMA, empty_document
@@ -34,9 +34,9 @@ def test_shard_check_rejects_empty_text():
 def build(root, engine: EngineConfig) -> PipelineConfig:
     config = PipelineConfig(engine=engine)
     warcs = sorted(str(p) for p in shared("warc").glob("*.warc.gz"))
-    jobs.run_extract(str(root), warcs, config)
-    for run in (jobs.run_filter, jobs.run_dedup, jobs.run_shard, jobs.run_tokenize):
-        run(str(root), config)
+    job.run("extract", str(root), config, inputs=warcs)
+    for name in ("filter", "dedup", "shard", "tokenize"):
+        job.run(name, str(root), config)
     return config
 
 

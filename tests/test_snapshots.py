@@ -2,13 +2,11 @@
 folder; the second snapshot is deduplicated against the first through the dedup index, and the
 first snapshot's stage folders are kept under snapshots/."""
 
-import argparse
 import json
 import random
 
 import pyarrow.parquet as pq
 
-from flows.cli import dedup_settings
 from tests.conftest import shared
 from tests.test_cli import corpus, one_line_error
 
@@ -87,7 +85,9 @@ def test_dedup_options_reach_the_stage_and_bad_ones_are_one_line(tmp_path):
 
     one_line_error(corpus("build", "--input", src, "--output", str(tmp_path / "x"),
                           "--dedup-keep", "domain_priority"), "domain_priority")
-    assert dedup_settings(argparse.Namespace(dedup_bands=40, dedup_rows=8))["num_perm"] == 320
+    from schemas.config import PipelineConfig
+
+    assert PipelineConfig.from_dict({"dedup": {"bands": 40, "rows": 8}}).dedup.num_perm == 320
     bad = corpus("build", "--input", src, "--output", str(tmp_path / "y"),
                  "--dedup-threshold", "1.5")
-    assert bad.returncode == 2 and "within 0..1" in bad.stderr
+    assert bad.returncode == 2 and "must be at most 1" in bad.stderr

@@ -247,10 +247,11 @@ def test_a_broken_run_leaves_no_file(tmp_path):
 def test_a_build_writes_the_same_files_with_any_write_memory(tmp_path):
     """`--write-memory` (engine.write_memory) reaches the extract, filter and shard writers: a
     limit of 4 KiB (runs of a few documents) gives the files the default gives."""
-    from flows.cli import build_config, main, parser
+    from flows.cli import main, parser
+    from flows.cli.options import config_from
 
     args = parser().parse_args(["build", "--input", "x", "--output", "y", "--write-memory", "4KiB"])
-    assert build_config(args).engine.write_memory == 4096
+    assert config_from(args).engine.write_memory == 4096
     docs = tmp_path / "docs.jsonl"
     docs.write_text("".join(json.dumps({"id": d["id"], "url": d["url"], "text": d["text"]}) + "\n"
                             for d in corpus(300)))

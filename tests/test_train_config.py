@@ -2,13 +2,15 @@
 
 import pytest
 
-from flows.cli import UserError, build_config, parser
+from flows.cli import parser
+from flows.cli.common import UserError
+from flows.cli.options import config_from
 from schemas.config import MODEL_PRESETS, TrainConfig
 from trainer.launch import rendezvous_args
 
 
 def train_config(*args) -> TrainConfig:
-    return build_config(parser().parse_args(["train", "--dataset", "d", *args])).train
+    return config_from(parser().parse_args(["train", "--dataset", "d", *args])).train
 
 
 def test_presets_give_their_shape_and_options_still_apply():

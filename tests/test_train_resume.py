@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from flows.corpus_flow import DatasetError, train_dataset
+from flows.train_flow import DatasetError, train_dataset
 from flows.interrupt import descendants
 from schemas.config import PipelineConfig, TrainConfig
 from tests.test_trainer import tokens  # noqa: F401  (the tinyshakespeare token folder fixture)

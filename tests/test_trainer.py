@@ -1,7 +1,6 @@
 """The trainer on its own: model properties, the shard loader, and real torchrun runs."""
 
 import hashlib
-import json
 from dataclasses import asdict
 
 import numpy as np
@@ -10,6 +9,7 @@ import torch
 
 from pipelines.tokens.tokenizer import train_tokenizer
 from schemas.config import TrainConfig
+from schemas.manifest import Counts, EngineMetrics, Manifest
 from schemas.tokens import EOT_TOKEN, TokenShard, TokenShardsInfo, shard_file_names
 from tests.conftest import shared
 from trainer.data import TokenLoader, TokenShards
@@ -40,7 +40,10 @@ def write_token_folder(folder, docs: list[str], vocab: int = 512):
     digest = hashlib.sha256((folder / "tokenizer.json").read_bytes()).hexdigest()
     info = TokenShardsInfo("uint16", tok.get_vocab_size(), eot, "tokenizer.json", digest, "-",
                            0.1, splits)
-    (folder / "manifest.json").write_text(json.dumps({"tokens": info.to_dict()}))
+    (folder / "manifest.json").write_text(Manifest(  # what a tokenize stage writes, abridged
+        stage="tokenize", fingerprint="test", counts=Counts(records_in=len(docs),
+                                                            records_out=len(docs)),
+        metrics=EngineMetrics(seconds=0), tokens=info.to_dict()).to_json())
     return info
 
 

@@ -73,7 +73,7 @@ def write_documents(path: Path) -> int:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """A finished `corpus build --until dedup` run on a real server, and its quality artifact."""
-    from flows.corpus_flow import artifact_key
+    from flows.artifacts import artifact_key
 
     tmp = tmp_path_factory.mktemp("ui")
     write_documents(tmp / "docs.jsonl")

@@ -63,7 +63,7 @@ def test_the_extract_stage_reads_a_crawl_warc(tmp_path):
     (they are not pages, so they are not counted in)."""
     import json
 
-    from pipelines import jobs
+    from pipelines.core import job
     from schemas.config import EngineConfig, PipelineConfig
 
     w = RotatingWarcWriter(str(tmp_path / "warc"), "crawl", 1 << 30, "test")
@@ -79,12 +79,12 @@ def test_the_extract_stage_reads_a_crawl_warc(tmp_path):
                fetched_at=now, revisit=True)
     w.close()
     config = PipelineConfig(engine=EngineConfig(workers=1, running_mode="in_memory"))
-    result = jobs.run_extract(str(tmp_path / "ds"), w.files, config)
+    result = job.run("extract", str(tmp_path / "ds"), config, inputs=w.files)
     counts = result.counts
-    assert counts["records_in"] == 2 and counts["records_out"] == 1
-    assert counts["rejected"] == {"unchanged": 1}
+    assert counts.records_in == 2 and counts.records_out == 1
+    assert counts.rejected == {"unchanged": 1}
     manifest = json.loads((tmp_path / "ds" / "extract" / "manifest.json").read_text())
-    assert manifest["counts"] == counts
+    assert manifest["counts"] == counts.model_dump()
 
 
 def test_validators_of_an_earlier_crawl(tmp_path):

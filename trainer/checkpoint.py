@@ -212,17 +212,16 @@ def _default_warn(message: str) -> None:
     warnings.warn(message, stacklevel=3)
 
 
-def latest_checkpoint(root: str, warn: Callable[[str], None] | None = None, *,
-                      log: Callable[[str], None] | None = None) -> str | None:
+def latest_checkpoint(root: str, warn: Callable[[str], None] | None = None) -> str | None:
     """The path of the newest complete checkpoint under `root`, or None.
 
     Every folder that looks like a checkpoint but is not a complete one (a tmp folder, a step
     folder without COMPLETE, without DCP's .metadata, or with a missing or unreadable meta.json)
-    is skipped and named in a call of `warn` (or `log`, the same; default `warnings.warn`).
+    is skipped and named in a call of `warn` (default `warnings.warn`).
     Not collective: each rank may call it, and all see the same answer on a shared filesystem;
     pass a no-op `warn` on ranks other than 0 to say it once.
     """
-    warn = warn or log or _default_warn
+    warn = warn or _default_warn
     if not os.path.isdir(root):
         return None
     found = []

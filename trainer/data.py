@@ -154,12 +154,6 @@ class TokenLoader:
                            self._pool.submit(self._host_batch, self.samples_consumed))
         return self._to_device(x, y)
 
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        return self.next_batch()
-
     def state_dict(self) -> dict:
         """Global samples consumed: enough to resume exactly on any world size with the same
         global batch."""

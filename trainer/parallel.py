@@ -25,8 +25,9 @@ What each mode does:
 ``compile=True`` applies `torch.compile` in place (`nn.Module.compile`, so parameter names and
 checkpoint keys stay the same as without it): per block before sharding for FSDP2, as torchtitan
 does, on the whole model for none, and on the DDP wrapper for DDP (so dynamo splits the graph at
-DDP's bucket boundaries). It is off by default: on CPU inductor compiles C++ first (20-40 s
-even for the tiny test model on 2 cores).
+DDP's bucket boundaries). `parallelize` leaves it off unless asked; the trainer asks under CUDA
+(`TrainConfig.compile="auto"`, the default) and not on CPU, where inductor compiles C++ first
+(20-40 s even for the tiny test model on 2 cores).
 """
 
 from __future__ import annotations

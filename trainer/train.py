@@ -5,8 +5,9 @@
 
 With torchrun's environment it joins a process group (NCCL on CUDA, gloo on CPU); alone it trains
 in one process. The plain model is parallelised from outside (`trainer.parallel`: DDP or FSDP2,
-optionally compiled). On CUDA it trains in bf16 autocast (fp16 with a gradient scaler where bf16
-is missing) with TF32 matmuls and fused AdamW; on CPU in float32.
+and torch.compile, which the default `compile="auto"` turns on under CUDA). On CUDA it trains in
+bf16 autocast (fp16 with a gradient scaler where bf16 is missing) with TF32 matmuls and fused
+AdamW; on CPU in float32, not compiled.
 
 Training batches come from `trainer.data.TokenLoader`, whose order depends only on the seed and
 the number of samples consumed. Checkpoints (`trainer.checkpoint`, torch.distributed.checkpoint)
@@ -31,10 +32,12 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
+from typing import Callable
 
 import torch
 import torch.distributed as dist
+import torch.nn as nn
 
 from schemas.config import MODEL_PRESETS, TrainConfig
 from schemas.tokens import TokenShardsInfo
@@ -97,6 +100,7 @@ def load_init_checkpoint(path: str, gpt_cfg: GPTConfig, info: TokenShardsInfo) -
 
 def generate_sample(model: GPT, tokens_dir: str, eot_id: int, cfg: TrainConfig,
                     device: str) -> str:
+    """The model's continuation of `cfg.sample_prompt` (empty: of a new document), as text."""
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(os.path.join(tokens_dir, "tokenizer.json"))
@@ -128,10 +132,6 @@ class _Runtime:
                 self.device = f"cuda:{local}"
         else:
             self.backend = "none"
-
-    @property
-    def mode(self) -> str:
-        return "none" if not self.distributed else "ddp"
 
     def agree(self, flag: bool) -> bool:
         """True on every rank when it is True on any (a SIGTERM seen by one rank stops all)."""
@@ -175,21 +175,32 @@ def train(tokens_dir: str, out_dir: str, cfg: TrainConfig, init_from: str | None
             dist.destroy_process_group()
 
 
-def _sigterm_flag() -> list:
-    """A flag set by SIGTERM (torchrun forwards it to every worker); the loop checks it after each
-    step, so a step is never cut in half."""
-    flag = [False]
+@dataclass
+class _Setup:
+    """What `_setup` builds for the loop and `_finish`."""
+    data: TokenShards
+    gpt_cfg: GPTConfig
+    model: GPT  # the plain model: its parameters, the optimizer's and the checkpoints' keys
+    fwd: nn.Module  # what `parallelize` returned: the forward passes go through it
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    autocast: Callable[[], contextlib.AbstractContextManager]
+    loader: TokenLoader
+    eval_loaders: dict[str, TokenLoader]
+    mode: str  # none, ddp or fsdp
+    dtype_name: str
+    compiled: bool
+    accum: int  # micro-steps per optimizer step
+    tokens_per_step: int  # of all ranks and micro-steps together
+    ckpt_root: str
+    meta: dict  # what every checkpoint's meta.json holds besides the step
+    step: int  # 0, or the step of the checkpoint resumed from
 
-    def handler(signum, frame):
-        flag[0] = True
 
-    signal.signal(signal.SIGTERM, handler)
-    return flag
-
-
-def _train(tokens_dir, out_dir, cfg, init_from, log, rt: _Runtime, resume: bool):
-    started = time.time()
-    rank0 = rt.rank == 0
+def _setup(tokens_dir, out_dir, cfg: TrainConfig, init_from, log, rt: _Runtime,
+           resume: bool) -> _Setup:
+    """Data, model (from `init_from`), parallelism, optimizer, loaders and, with `resume`, the
+    state of the newest checkpoint."""
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     data = TokenShards(tokens_dir)
     for split in ("train", "val"):
@@ -205,7 +216,6 @@ def _train(tokens_dir, out_dir, cfg, init_from, log, rt: _Runtime, resume: bool)
         model.load_state_dict(ckpt["model"])
         if ckpt.get("dataset_manifest_sha256") == data.info.dataset_manifest_sha256:
             start_samples = ckpt.get("loader", {}).get("samples_consumed", 0)  # same data
-    model.to(rt.device)
     cuda = rt.device.startswith("cuda")
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -226,29 +236,79 @@ def _train(tokens_dir, out_dir, cfg, init_from, log, rt: _Runtime, resume: bool)
             "dataset_manifest_sha256": data.info.dataset_manifest_sha256,
             "tokenizer_sha256": data.info.tokenizer_sha256,
             "global_batch_samples": cfg.batch_size * rt.world * accum}
-    step = 0
-    if resume:
-        step = _resume(ckpt_root, model, optimizer, loader, scaler, meta, rt, log)
-    device_type = rt.device.split(":")[0]
-    autocast = (lambda: torch.autocast(device_type, dtype=amp_dtype)) if amp_dtype is not None \
-        else contextlib.nullcontext
+    step = _resume(ckpt_root, model, optimizer, loader, scaler, meta, rt, log) if resume else 0
+    return _Setup(data=data, gpt_cfg=gpt_cfg, model=model, fwd=fwd, optimizer=optimizer,
+                  scaler=scaler, autocast=_autocast(rt.device, amp_dtype), loader=loader,
+                  eval_loaders=eval_loaders, mode=mode, dtype_name=dtype_name, compiled=compiled,
+                  accum=accum, tokens_per_step=cfg.batch_size * cfg.block_size * rt.world * accum,
+                  ckpt_root=ckpt_root, meta=meta, step=step)
 
-    def evaluate(split):
-        with autocast():
-            return estimate_loss(fwd, eval_loaders[split], cfg.eval_batches, rt.distributed)
 
+def _resume(ckpt_root, model, optimizer, loader, scaler, meta, rt: _Runtime, log) -> int:
+    """Load the newest complete checkpoint; return its step. It must be of this model, this
+    dataset and this global batch (the order of samples depends on it)."""
+    path = latest_checkpoint(ckpt_root, warn=log if rt.rank == 0 else (lambda _: None))
+    if path is None:
+        raise ValueError(f"--resume: no complete checkpoint under {ckpt_root}")
+    saved = read_meta(path)
+    for key in ("model_config", "dataset_manifest_sha256", "global_batch_samples"):
+        if saved.get(key) != meta[key]:
+            raise ValueError(f"--resume: {path} has another {key} ({saved.get(key)} vs "
+                             f"{meta[key]}); it cannot continue this run")
+    load_checkpoint(path, model, optimizer)
+    restore_rng(path, rt.rank)
+    loader.load_state_dict({"samples_consumed": saved["samples_consumed"]})
+    if scaler is not None and saved.get("scaler"):
+        scaler.load_state_dict(saved["scaler"])
+    if rt.rank == 0:
+        log(f"resuming from {path}: step {saved['step']}, {saved['samples_consumed']:,} samples "
+            f"consumed")
+    return int(saved["step"])
+
+
+def _autocast(device: str, dtype: torch.dtype | None):
+    """A factory of the context the forward passes run in: autocast to `dtype`, or nothing."""
+    if dtype is None:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device.split(":")[0], dtype=dtype)
+
+
+def _evaluate(s: _Setup, split: str, cfg: TrainConfig, rt: _Runtime) -> float:
+    with s.autocast():
+        return estimate_loss(s.fwd, s.eval_loaders[split], cfg.eval_batches, rt.distributed)
+
+
+def _sigterm_flag() -> list:
+    """A flag set by SIGTERM (torchrun forwards it to every worker); the loop checks it after each
+    step, so a step is never cut in half."""
+    flag = [False]
+
+    def handler(signum, frame):
+        flag[0] = True
+
+    signal.signal(signal.SIGTERM, handler)
+    return flag
+
+
+def _train(tokens_dir, out_dir, cfg, init_from, log, rt: _Runtime, resume: bool):
+    """Set up, then the loop as nanoGPT writes it: learning rate, micro-steps, clip, step, and
+    every so often a log line, an evaluation, a checkpoint; a SIGTERM stops it after a step."""
+    started = time.time()
+    rank0 = rt.rank == 0
+    s = _setup(tokens_dir, out_dir, cfg, init_from, log, rt, resume)
+    model, fwd, optimizer, scaler, loader = s.model, s.fwd, s.optimizer, s.scaler, s.loader
+    step, accum = s.step, s.accum
     runlog = RunLog(out_dir, cfg.steps, log, enabled=rank0)
     device_name, peak = peak_flops(rt.device)
     per_token = flops_per_token(model.num_params(), cfg.n_layer, cfg.n_head, cfg.n_embd,
                                 cfg.block_size)
-    initial = {"train": evaluate("train"), "val": evaluate("val")}
+    initial = {split: _evaluate(s, split, cfg, rt) for split in ("train", "val")}
     if rank0:
         log(f"step {step}/{cfg.steps} train loss {initial['train']:.4f} val loss "
-            f"{initial['val']:.4f} ({rt.world} process(es), {rt.device}, {mode}, {dtype_name}"
-            f"{', compiled' if compiled else ''}, {accum} micro-step(s), "
+            f"{initial['val']:.4f} ({rt.world} process(es), {rt.device}, {s.mode}, "
+            f"{s.dtype_name}{', compiled' if s.compiled else ''}, {accum} micro-step(s), "
             f"{model.num_params():,} parameters)")
     stop = _sigterm_flag()
-    tokens_per_step = cfg.batch_size * cfg.block_size * rt.world * accum
     window_started, window_wait, window_steps = time.time(), 0.0, 0
     while step < cfg.steps:
         lr = learning_rate(step, cfg)
@@ -259,7 +319,7 @@ def _train(tokens_dir, out_dir, cfg, init_from, log, rt: _Runtime, resume: bool)
             waited = time.time()
             x, y = loader.next_batch()
             window_wait += time.time() - waited
-            with gradient_sync(fwd, mode, last=micro == accum - 1), autocast():
+            with gradient_sync(fwd, s.mode, last=micro == accum - 1), s.autocast():
                 _, loss = fwd(x, y)
                 loss = loss / accum
             (scaler.scale(loss) if scaler else loss).backward()
@@ -277,7 +337,7 @@ def _train(tokens_dir, out_dir, cfg, init_from, log, rt: _Runtime, resume: bool)
         window_steps += 1
         if step % cfg.log_interval == 0 or step == cfg.steps:
             seconds = time.time() - window_started
-            tokens_per_s = window_steps * tokens_per_step / seconds
+            tokens_per_s = window_steps * s.tokens_per_step / seconds
             record = {"step": step, "loss": rt.mean(float(loss_sum)), "lr": lr,
                       "grad_norm": grad_norm, "tokens_per_s": tokens_per_s,
                       "mfu": tokens_per_s * per_token / (peak * rt.world) if peak else None,
@@ -287,15 +347,15 @@ def _train(tokens_dir, out_dir, cfg, init_from, log, rt: _Runtime, resume: bool)
             runlog.progress(step, record)
             window_started, window_wait, window_steps = time.time(), 0.0, 0
         if step % cfg.eval_interval == 0 and step < cfg.steps:
-            val = evaluate("val")
+            val = _evaluate(s, "val", cfg, rt)
             runlog.write({"step": step, "val_loss": val, "val_perplexity": math.exp(val)})
             if rank0:
                 log(f"step {step}/{cfg.steps} val loss {val:.4f}")
         stopping = rt.agree(stop[0])
         if stopping or step == cfg.steps or (cfg.checkpoint_interval
                                              and step % cfg.checkpoint_interval == 0):
-            path = save_checkpoint(ckpt_root, step, model, optimizer,
-                                   {**meta, "step": step, "samples_consumed":
+            path = save_checkpoint(s.ckpt_root, step, model, optimizer,
+                                   {**s.meta, "step": step, "samples_consumed":
                                     loader.samples_consumed,
                                     "scaler": scaler.state_dict() if scaler else None},
                                    keep=cfg.keep_checkpoints)
@@ -306,62 +366,51 @@ def _train(tokens_dir, out_dir, cfg, init_from, log, rt: _Runtime, resume: bool)
                         f"--resume continues from it")
                 raise Stopped(path)
     loader.close()
-    final = {"train": evaluate("train"), "val": evaluate("val")}
+    return _finish(s, cfg, rt, runlog, log, tokens_dir=tokens_dir, out_dir=out_dir, step=step,
+                   initial=initial, device_name=device_name, init_from=init_from, resumed=resume,
+                   started=started)
+
+
+def _finish(s: _Setup, cfg: TrainConfig, rt: _Runtime, runlog: RunLog, log, *, tokens_dir: str,
+            out_dir: str, step: int, initial: dict, device_name: str, init_from: str | None,
+            resumed: bool, started: float) -> dict:
+    """Final evaluation; then on rank 0 a sample, and ckpt.pt, tokenizer.json and result.json
+    written; return the result."""
+    final = {split: _evaluate(s, split, cfg, rt) for split in ("train", "val")}
     runlog.write({"step": step, "val_loss": final["val"], "val_perplexity": math.exp(final["val"]),
                   "train_loss": final["train"]})
-    full = full_state_dict(model)  # every rank takes part; rank 0 gets the tensors
+    full = full_state_dict(s.model)  # every rank takes part; rank 0 gets the tensors
     result = {
         "initial_train_loss": initial["train"], "initial_val_loss": initial["val"],
         "final_train_loss": final["train"], "final_val_loss": final["val"],
         "val_perplexity": math.exp(final["val"]), "steps": cfg.steps, "world_size": rt.world,
         "device": rt.device.split(":")[0], "device_name": device_name, "backend": rt.backend,
-        "parallel": mode, "dtype": dtype_name, "compiled": compiled, "micro_steps": accum,
-        "tokens_seen": cfg.steps * tokens_per_step,
-        "num_params": model.num_params(), "init_from": init_from, "resumed": resume,
-        "samples_consumed": loader.samples_consumed,
+        "parallel": s.mode, "dtype": s.dtype_name, "compiled": s.compiled,
+        "micro_steps": s.accum, "tokens_seen": cfg.steps * s.tokens_per_step,
+        "num_params": s.model.num_params(), "init_from": init_from, "resumed": resumed,
+        "samples_consumed": s.loader.samples_consumed,
     }
-    if rank0:
-        log(f"step {cfg.steps}/{cfg.steps} train loss {final['train']:.4f} "
-            f"val loss {final['val']:.4f}")
-        plain = GPT(gpt_cfg)
-        plain.load_state_dict(full)
-        plain.to(rt.device)
-        result["sample_text"] = generate_sample(plain.eval(), tokens_dir, data.info.eot_id, cfg,
-                                                rt.device)
-        result["seconds"] = round(time.time() - started, 2)
-        os.makedirs(out_dir, exist_ok=True)
-        shutil.copyfile(os.path.join(tokens_dir, data.info.tokenizer_file),  # for generate/export
-                        os.path.join(out_dir, "tokenizer.json"))
-        torch.save({"model": full, "model_config": asdict(gpt_cfg), "train_config": asdict(cfg),
-                    "step": cfg.steps, "loader": loader.state_dict(),
-                    "tokenizer_sha256": data.info.tokenizer_sha256,
-                    "dataset_manifest_sha256": data.info.dataset_manifest_sha256},
-                   os.path.join(out_dir, "ckpt.pt"))
-        with open(os.path.join(out_dir, "result.json"), "w") as f:
-            json.dump(result, f, indent=2)
+    if rt.rank != 0:
+        return result
+    info = s.data.info
+    log(f"step {cfg.steps}/{cfg.steps} train loss {final['train']:.4f} "
+        f"val loss {final['val']:.4f}")
+    plain = GPT(s.gpt_cfg)
+    plain.load_state_dict(full)
+    plain.to(rt.device)
+    result["sample_text"] = generate_sample(plain.eval(), tokens_dir, info.eot_id, cfg, rt.device)
+    result["seconds"] = round(time.time() - started, 2)
+    os.makedirs(out_dir, exist_ok=True)
+    shutil.copyfile(os.path.join(tokens_dir, info.tokenizer_file),  # for generate/export
+                    os.path.join(out_dir, "tokenizer.json"))
+    torch.save({"model": full, "model_config": asdict(s.gpt_cfg), "train_config": asdict(cfg),
+                "step": cfg.steps, "loader": s.loader.state_dict(),
+                "tokenizer_sha256": info.tokenizer_sha256,
+                "dataset_manifest_sha256": info.dataset_manifest_sha256},
+               os.path.join(out_dir, "ckpt.pt"))
+    with open(os.path.join(out_dir, "result.json"), "w") as f:
+        json.dump(result, f, indent=2)
     return result
-
-
-def _resume(ckpt_root, model, optimizer, loader, scaler, meta, rt: _Runtime, log) -> int:
-    """Load the newest complete checkpoint; return its step. It must be of this model, this
-    dataset and this global batch (the order of samples depends on it)."""
-    path = latest_checkpoint(ckpt_root, log=log if rt.rank == 0 else (lambda _: None))
-    if path is None:
-        raise ValueError(f"--resume: no complete checkpoint under {ckpt_root}")
-    saved = read_meta(path)
-    for key in ("model_config", "dataset_manifest_sha256", "global_batch_samples"):
-        if saved.get(key) != meta[key]:
-            raise ValueError(f"--resume: {path} has another {key} ({saved.get(key)} vs "
-                             f"{meta[key]}); it cannot continue this run")
-    load_checkpoint(path, model, optimizer)
-    restore_rng(path, rt.rank)
-    loader.load_state_dict({"samples_consumed": saved["samples_consumed"]})
-    if scaler is not None and saved.get("scaler"):
-        scaler.load_state_dict(saved["scaler"])
-    if rt.rank == 0:
-        log(f"resuming from {path}: step {saved['step']}, {saved['samples_consumed']:,} samples "
-            f"consumed")
-    return int(saved["step"])
 
 
 def parse_args(argv=None):

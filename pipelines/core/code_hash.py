@@ -18,7 +18,7 @@ from pathlib import Path
 
 # the checkout: as many folders up as this module is deep in it (wherever it is moved)
 ROOT = Path(__file__).resolve().parents[__name__.count(".")]
-PROJECT = ("pipelines", "schemas")  # what a stage's code can import of ours (the layering rule)
+PROJECT = ("pipelines", "schemas", "trainer")  # what a stage (or training) can import of ours
 
 
 def module_file(name: str, root: Path = ROOT) -> Path | None:
@@ -117,7 +117,7 @@ def code_fingerprint(module: str, root: Path = ROOT) -> str:
 def tree_fingerprint(root: Path = ROOT) -> str:
     """sha256 over every source file of the project's packages: names a checkout's code."""
     digest = hashlib.sha256()
-    for package in (*PROJECT, "flows", "trainer"):
+    for package in (*PROJECT, "flows"):
         for path in sorted((root / package).rglob("*.py")):
             digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()

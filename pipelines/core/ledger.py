@@ -15,12 +15,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipelines import stages as stage_table
 from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir
 from pipelines.dedup.index import IndexDir
 
-# The stages a document passes, in order; the last one holds the corpus.
-LEDGER_STAGES = ("scrape", "extract", "filter", "dedup", "shard", "tokenize")
-CORPUS_STAGE = "shard"
+CORPUS_STAGE = stage_table.CORPUS  # the stage whose data is the corpus
 
 
 @dataclass
@@ -71,7 +70,7 @@ def _source(row: dict) -> str | None:
 
 def trace(root: str, url: str) -> list[Fate]:
     """Every record of `url` (or, failing that, of its variants) and where it went."""
-    stages = [StageDir(root, name) for name in LEDGER_STAGES]
+    stages = [StageDir(root, name) for name in stage_table.NAMES]
     stages = [s for s in stages if s.manifest() is not None]
     for candidate in url_variants(url):
         fates = _trace_exact(stages, candidate, root)

@@ -39,14 +39,15 @@ import fsspec
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir
+from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir, data_urls, sha256_json
+from pipelines.core.job import Context, Job
 from pipelines.core.engine import make_pipeline, run_pipeline
 from pipelines.core.progress import Tally
 from pipelines.core.tables import WriteTable, stable_hash
 from pipelines.crawl.fetcher import Fetcher, FetchPolicy, FetchResult, default_resolver
 from pipelines.crawl.robots import RobotsCache
 from pipelines.crawl.sitemaps import SitemapLimits, SitemapReader
-from pipelines.crawl.warc_out import RotatingWarcWriter
+from pipelines.crawl.warc_out import RotatingWarcWriter, validators
 from schemas.config import CrawlConfig, EngineConfig
 from schemas.document import REJECTED_SCHEMA, rejected_record
 
@@ -629,3 +630,36 @@ def _write_links(links, url):
     with fsspec.open(url, "w") as f:
         for link in sorted(set(map(tuple, links))):
             f.write(json.dumps(list(link)) + "\n")
+
+
+def earlier_crawls(root: str) -> list[StageDir]:
+    """The finished crawls under `root`: those of earlier snapshots (`snapshots/<name>/scrape`)
+    and the one in `scrape/`, oldest first (by their manifests' times)."""
+    found = []
+    here = StageDir(root, STAGE)
+    names = [STAGE]
+    snapshots = posixpath.join(here.path.rsplit("/", 1)[0], "snapshots")
+    if here.fs.exists(snapshots):
+        names += [f"snapshots/{posixpath.basename(p)}/{STAGE}"
+                  for p in here.fs.ls(snapshots, detail=False)]
+    for name in names:
+        stage = StageDir(root, name)
+        if stage.manifest() is not None:
+            info = stage.fs.info(stage.local("manifest.json"))
+            found.append((info.get("mtime") or info.get("created") or 0, name, stage))
+    return [stage for _, _, stage in sorted(found, key=lambda f: (float(f[0]), f[1]))]
+
+
+def plan(ctx: Context) -> Job:
+    """Crawl `crawl.seeds`. When the root holds finished crawls (in `scrape/`, or an earlier
+    snapshot's), their responses' ETag and Last-Modified make this one a refresh: conditional
+    requests, and a 304 archived as an `unchanged` revisit."""
+    tags: dict = {}
+    for previous in earlier_crawls(ctx.root):  # the newest last: its validators win
+        tags.update(validators(data_urls(previous, ".warc.gz")))
+    config = ctx.config
+    return Job(
+        inputs=[{"seeds": list(config.crawl.seeds), "previous": sha256_json(tags)}],
+        build=lambda st, pr: build_crawl(st, config.crawl, config.engine, tags,
+                                         pr.log(ctx.log), progress=pr.folder),
+        count_out=count_archived, extra=lambda st: {"crawl": summary(st, config.crawl)})

@@ -51,6 +51,7 @@ from apache_beam.transforms import window
 from apache_beam.utils.windowed_value import WindowedValue
 
 from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir, streaming_parquet
+from pipelines.core.job import Context, Job
 from pipelines.core.engine import make_pipeline, run_pipeline
 from pipelines.core.progress import RECORDS, Pass, Tally, forget
 from pipelines.core.tables import WriteTable
@@ -854,3 +855,25 @@ def publish_index(stage: StageDir, index: IndexDir, snapshot: str) -> None:
 def clean_work(stage: StageDir) -> None:
     if stage.fs.exists(stage.local(WORK_DIR)):
         stage.fs.rm(stage.local(WORK_DIR), recursive=True)
+
+
+def plan(ctx: Context) -> Job:
+    """Dedup the filtered documents; with `dedup.index` (the default) also against the
+    snapshots published before this one under the root, then publish this snapshot's kept
+    documents to the index."""
+    config = ctx.config
+    index = IndexDir(ctx.root) if config.dedup.index else None
+    inputs = list(ctx.upstream_inputs)
+    if index is not None:
+        inputs += index.fingerprint(config.snapshot)
+
+    def publish(stage: StageDir) -> dict:
+        if index is not None:
+            publish_index(stage, index, config.snapshot)
+        clean_work(stage)
+        return {}
+
+    return Job(inputs=inputs, passes=PASSES, extra=publish,
+               build=lambda st, pr: build_dedup(st, ctx.upstream_urls, config.dedup,
+                                                config.engine, snapshot=config.snapshot,
+                                                index=index, progress=pr.folder))

@@ -20,12 +20,13 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir
+from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir, file_input
+from pipelines.core.job import Context, Job
 from pipelines.core.engine import make_pipeline, run_pipeline
 from pipelines.core.progress import Tally
 from pipelines.core.tables import WriteTable, write_rejected
 from pipelines.extract.html import ExtractTimeout, TimedExtractor
-from pipelines.readers import read_records
+from pipelines.readers import detect_reader, read_records
 from schemas.config import EngineConfig, ExtractConfig, ReadConfig
 from schemas.document import DOCUMENT_SCHEMA, empty_document, rejected_record
 
@@ -187,3 +188,15 @@ def build_extract(stage: StageDir, input_urls: list[str], config: ExtractConfig,
     write_rejected(out["rejected"], stage.url(REJECTED_DIR), engine.write_memory)
     return run_pipeline(p)
 
+
+def describe_inputs(urls: list[str], read: ReadConfig) -> list[dict]:
+    """Every input pinned by its content hash and format (InputError for one no reader reads)."""
+    return [file_input(url, format=detect_reader(url, read).name) for url in urls]
+
+
+def plan(ctx: Context) -> Job:
+    config = ctx.config
+    return Job(inputs=describe_inputs(ctx.inputs, config.read),
+               build=lambda st, pr: build_extract(
+                   st, ctx.inputs, config.extract, config.read, config.snapshot,
+                   config.shard.num_shards, config.engine, progress=pr.folder))

@@ -15,7 +15,8 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir
+from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir, file_input
+from pipelines.core.job import Context, Job
 from pipelines.core.engine import make_pipeline, run_pipeline
 from pipelines.core.progress import count_in
 from pipelines.core.tables import ReadTable, WriteTable, write_rejected
@@ -95,3 +96,14 @@ def build_filter(stage: StageDir, doc_urls: list[str], config: FilterConfig, num
                                               memory_limit=engine.write_memory)
     write_rejected(out.rejected, stage.url(REJECTED_DIR), engine.write_memory)
     return run_pipeline(p)
+
+
+def plan(ctx: Context) -> Job:
+    config = ctx.config
+    inputs = list(ctx.upstream_inputs)
+    blocklist = config.filter.quality.url_blocklist
+    if blocklist:  # its content, not only its path, decides what is dropped
+        inputs.append(file_input(blocklist))
+    return Job(inputs=inputs, build=lambda st, pr: build_filter(
+        st, ctx.upstream_urls, config.filter, config.shard.num_shards, config.engine,
+        progress=pr.folder))

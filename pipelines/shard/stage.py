@@ -10,6 +10,7 @@ from __future__ import annotations
 import apache_beam as beam
 
 from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir
+from pipelines.core.job import Context, Job
 from pipelines.core.engine import make_pipeline, run_pipeline
 from pipelines.core.progress import count_in
 from pipelines.core.tables import ReadTable, WriteTable, split_empty_text, write_rejected
@@ -42,3 +43,9 @@ def build_shard(stage: StageDir, doc_urls: list[str], config: ShardConfig,
                                                 else None, memory_limit=engine.write_memory)
     write_rejected(out.rejected, stage.url(REJECTED_DIR), engine.write_memory)
     return run_pipeline(p)
+
+
+def plan(ctx: Context) -> Job:
+    config = ctx.config
+    return Job(inputs=list(ctx.upstream_inputs), build=lambda st, pr: build_shard(
+        st, ctx.upstream_urls, config.shard, config.engine, progress=pr.folder))

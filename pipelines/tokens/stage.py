@@ -32,7 +32,9 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms import window
 from apache_beam.utils.windowed_value import WindowedValue
 
-from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir, sha256_file, streaming_parquet
+from pipelines.core.contract import (DATA_DIR, REJECTED_DIR, StageDir, file_input, sha256_file,
+                                     streaming_parquet)
+from pipelines.core.job import Context, Job
 from pipelines.core.engine import make_pipeline, run_pipeline
 from pipelines.core.progress import count_in
 from pipelines.core.tables import ReadTable, write_rejected
@@ -42,6 +44,7 @@ from pipelines.tokens.tokenizer import (
     describe,
     for_encoding,
     load_tokenizer,
+    supplied_files,
     train_tokenizer,
 )
 from schemas.config import EngineConfig, TokenizeConfig
@@ -418,3 +421,25 @@ def count_packed_documents(stage: StageDir) -> int:
     for idx_path in stage.files(DATA_DIR, ".idx"):
         total += stage.fs.size(idx_path) // 8
     return total
+
+
+def plan(ctx: Context) -> Job:
+    """Tokenize the corpus; a supplied tokenizer's files are inputs too (a changed file makes
+    a new run)."""
+    config = ctx.config
+    inputs = list(ctx.upstream_inputs)
+    corpus_sha = inputs[0]["sha256"]
+    if config.tokenize.tokenizer:
+        inputs += [file_input(f) for f in supplied_files(config.tokenize.tokenizer)]
+    built: dict = {}
+
+    def build(stage: StageDir, progress) -> dict:
+        counters, built["source"] = build_tokenize(
+            stage, ctx.upstream_urls, config.tokenize, config.seed, config.engine,
+            progress.log(ctx.log), progress=progress.folder)
+        return counters
+
+    return Job(inputs=inputs, build=build, count_out=count_packed_documents,
+               data_files=lambda st: st.files(DATA_DIR) + [st.local(TOKENIZER_FILE)],
+               extra=lambda st: {"tokens": token_info(st, corpus_sha, config.tokenize,
+                                                      config.seed, built["source"]).to_dict()})

@@ -13,10 +13,9 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 
-from fsspec.implementations.local import LocalFileSystem
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from pipelines.core.contract import sha256_file
+from pipelines.core.contract import file_input
 from schemas.tokens import EOT_TOKEN
 
 
@@ -50,10 +49,6 @@ def train_tokenizer(texts, vocab_size: int, min_frequency: int = 2,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tokenizer.train_from_iterator(texts, trainer, length=length)
     return tokenizer
-
-
-def file_sha256(path: str) -> str:
-    return sha256_file(LocalFileSystem(), path)
 
 
 def supplied_files(path: str) -> list[str]:
@@ -117,7 +112,7 @@ def load_tokenizer(path: str, eot_token: str = EOT_TOKEN) -> DatasetTokenizer:
     if json_text is None:
         json_text = tokenizer.to_str()
     source = {"kind": "supplied", "path": path, "changed": changed,
-              "files": [{"path": os.path.abspath(f), "sha256": file_sha256(f)} for f in files]}
+              "files": [file_input(os.path.abspath(f)) for f in files]}
     return DatasetTokenizer(tokenizer, json_text, source)
 
 

@@ -13,33 +13,35 @@ from __future__ import annotations
 
 import sys
 
-from flows.cli import (EmptyCorpus, UserError, add_crawl_args, build_config, common_args,
-                       crawl_config, normalize_root, positive_float, print_summary, read_seeds)
+from flows import interrupt
+from flows.cli.build import add_seed_args, crawl_config, read_seeds
+from flows.cli.common import EmptyCorpus, UserError, positive_float, print_summary
+from flows.cli.options import CRAWL, DOCUMENTS, ENGINE, TRAIN, config_from
+from flows.dataset_root import DatasetRoot, normalize_root
 from schemas.config import PipelineConfig
+
+FLOW = CRAWL + DOCUMENTS + ENGINE + TRAIN  # a refresh runs the whole flow
 
 
 def refresh_config(args) -> PipelineConfig:
     """The config with its seeds: --seeds/--seeds-file, else the config file's `crawl.seeds`,
     else the seeds the dataset folder recorded at its last crawl (the same sources)."""
-    from flows.dataset_root import DatasetRoot
-
-    config = build_config(args)
     if args.seeds or args.seeds_file:
         seeds = read_seeds(args)
-    elif config.crawl.seeds:
-        seeds = list(config.crawl.seeds)
     else:
+        seeds = list(config_from(args).crawl.seeds)
+    if not seeds:
         held = DatasetRoot(normalize_root(args.output)).read_identity() or {}
         seeds = list(held.get("seeds") or [])
         if not seeds:
             raise UserError(f"no seeds: {args.output} holds no earlier crawl to refresh; give "
                             f"--seeds URL... or --seeds-file FILE (or crawl.seeds in --config)")
-    return crawl_config(args, config, seeds)
+    return crawl_config(args, seeds)
 
 
 def cmd_refresh(args) -> int:
-    from flows.corpus_flow import DatasetError
     from flows.schedule import corpus_refresh, unpublished
+    from flows.train_flow import DatasetError
 
     config = refresh_config(args)
     try:
@@ -108,8 +110,6 @@ def cmd_serve(args) -> int:
     print(f"serve: {len(config.crawl.seeds)} seed(s) into {args.output}, refreshed {when}"
           f"{'' if args.no_train else ', each published snapshot trained once'}; server {url}; "
           f"Ctrl-C stops", file=sys.stderr)
-    from flows import interrupt
-
     interrupt.on_stop(lambda: pause(url, found), message=(
         "corpus: serve stopped; its deployments are paused (no run piles up meanwhile) and "
         "resume when `corpus serve` runs again"))
@@ -134,7 +134,7 @@ def pause(url: str, found: list) -> None:
         urllib.request.urlopen(request, timeout=5).close()
 
 
-def add_schedule_commands(sub) -> None:
+def register(sub, common) -> None:
     refresh = sub.add_parser("refresh", help="a new snapshot of a crawled dataset now: the same "
                              "seeds, conditional requests, dedup against earlier snapshots, "
                              "then the published event")
@@ -143,8 +143,8 @@ def add_schedule_commands(sub) -> None:
                          "e.g. 20261126T031500Z)")
     refresh.add_argument("--train", action="store_true",
                          help="train on the new snapshot in the same run")
-    add_crawl_args(refresh)
-    common_args(refresh, cmd_refresh, output=False)
+    add_seed_args(refresh)
+    common(refresh, FLOW, cmd_refresh, output=False)
 
     serve = sub.add_parser("serve", help="register the scheduled refresh and the training "
                            "trigger with a Prefect server (PREFECT_API_URL) and run them")
@@ -158,5 +158,5 @@ def add_schedule_commands(sub) -> None:
                        "UTC)")
     serve.add_argument("--no-train", action="store_true",
                        help="no training deployment: refresh and publish only")
-    add_crawl_args(serve)
-    common_args(serve, cmd_serve, output=False)
+    add_seed_args(serve)
+    common(serve, FLOW, cmd_serve, output=False)

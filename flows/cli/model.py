@@ -1,23 +1,64 @@
-"""`corpus generate` and `corpus export`: use a trained model without writing Python.
+"""`corpus train`, `corpus generate` and `corpus export`: a GPT trained on a finished dataset,
+and used without writing Python.
 
+    corpus train --dataset DATASET --preset gpt2 --steps 5000
     corpus generate --checkpoint DATASET/train --prompt "ROMEO:" --seed 1
     corpus export --checkpoint DATASET/train/ckpt.pt --out gpt2-export
 
 `--checkpoint` is a `ckpt.pt`, the folder holding one (training writes `tokenizer.json` beside
-it), or a folder that `corpus export` wrote. Problems a user can fix are one line (`UserError`).
+it), or a folder that `corpus export` wrote.
 """
 
 from __future__ import annotations
 
 import os
 
-from flows.cli import number, whole_number
+from flows.cli.common import UserError, number, positive_int, print_train, whole_number
+from flows.cli.options import TRAIN, config_from
+from flows.dataset_root import DatasetRoot, is_url, normalize_root
 
 
-def _checked_device(name: str) -> str:
+def cmd_train(args) -> int:
+    from flows.train_flow import DatasetError, corpus_train, preflight
+    from pipelines.core.contract import StageNotFinished
+
+    dataset = normalize_root(args.dataset)
+    if is_url(dataset):
+        raise UserError("train reads token shards with numpy.memmap: give a local --dataset")
+    if not os.path.isdir(dataset):
+        raise UserError(f"dataset folder not found: {args.dataset}")
+    if args.init_from and not os.path.exists(args.init_from):
+        raise UserError(f"checkpoint not found: {args.init_from}")
+    if args.init_from and args.resume:
+        raise UserError("--resume continues this run's own checkpoints: drop --init-from")
+    nodes = None
+    if args.nnodes > 1:
+        from trainer.launch import rendezvous_args
+
+        if not 0 <= args.node_rank < args.nnodes:
+            raise UserError(f"--node-rank must be within 0..{args.nnodes - 1}")
+        if not args.rdzv_endpoint:
+            raise UserError("--nnodes above 1 needs --rdzv-endpoint HOST:PORT (node 0's)")
+        nodes = rendezvous_args(args.nnodes, args.node_rank, args.rdzv_endpoint)
+    root = DatasetRoot(args.out or dataset)
+    config = config_from(args)
+    try:
+        preflight(dataset, config, args.out, args.resume)
+        with root.lock("corpus train"):
+            result = corpus_train(dataset, config.to_dict(), out=args.out,
+                                  init_from=args.init_from, resume=args.resume, nodes=nodes)
+    except StageNotFinished:
+        raise UserError(f"{args.dataset} has no finished token shards (tokenize stage); run "
+                        f"`corpus build` first") from None
+    except DatasetError as err:
+        raise UserError(str(err)) from None
+    print_train(result)
+    return 0
+
+
+def checked_device(name: str) -> str:
     import torch
 
-    from flows.cli import UserError
     from trainer.generate import resolve_device
 
     device = resolve_device(name)
@@ -34,11 +75,10 @@ def _checked_device(name: str) -> str:
 
 
 def cmd_generate(args) -> int:
-    from flows.cli import UserError
     from trainer.generate import generate_text, load
     from trainer.hf import CheckpointError, MissingTokenizer
 
-    device = _checked_device(args.device)
+    device = checked_device(args.device)
     try:
         model, tokenizer = load(args.checkpoint, args.tokenizer, device=device)
     except MissingTokenizer as err:
@@ -52,7 +92,6 @@ def cmd_generate(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from flows.cli import UserError
     from trainer.hf import CheckpointError, MissingTokenizer, export_hf
 
     if os.path.isdir(args.out) and os.listdir(args.out):
@@ -71,9 +110,23 @@ def cmd_export(args) -> int:
     return 0
 
 
-def add_model_commands(sub) -> None:
-    """Add `generate` and `export` to the `corpus` subparsers."""
-    from flows.cli import positive_int
+def register(sub, common) -> None:
+    train = sub.add_parser("train", help="train a GPT on a finished dataset's token shards")
+    train.add_argument("--dataset", required=True, help="dataset folder made by build or demo")
+    train.add_argument("--out", help="where the train/ folder goes (default: the dataset)")
+    train.add_argument("--init-from", help="checkpoint to fine-tune from: a ckpt.pt, or a "
+                       "folder made by `corpus export` (a Hugging Face GPT-2 folder)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue an interrupted (or finished) run from the newest complete "
+                       "checkpoint in its train/checkpoints/, exactly where it stopped")
+    train.add_argument("--nnodes", type=positive_int, default=1,
+                       help="machines taking part (default 1); run the same command on each")
+    train.add_argument("--node-rank", type=int, default=0,
+                       help="this machine's number, 0 .. nnodes-1 (with --nnodes)")
+    train.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                       help="where the machines meet: node 0's address and a free port "
+                       "(torchrun's c10d rendezvous; with --nnodes)")
+    common(train, TRAIN, cmd_train, output=False)
 
     generate = sub.add_parser("generate", help="sample text from a trained model (ckpt.pt or an "
                               "exported folder)")
@@ -87,8 +140,7 @@ def add_model_commands(sub) -> None:
                           help="text to continue (default: empty, a new document)")
     generate.add_argument("--max-new-tokens", type=positive_int, default=100, metavar="N",
                           help="tokens to sample (default %(default)s)")
-    generate.add_argument("--temperature", type=number(at_least=0), default=0.8,
-                          metavar="T",
+    generate.add_argument("--temperature", type=number(at_least=0), default=0.8, metavar="T",
                           help="softmax temperature; 0 = always the likeliest token "
                           "(default %(default)s)")
     generate.add_argument("--top-k", type=whole_number(0), default=50, metavar="K",
