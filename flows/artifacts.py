@@ -12,8 +12,12 @@ import posixpath
 import re
 
 from prefect import get_run_logger
-from prefect.artifacts import (create_markdown_artifact, create_progress_artifact,
-                               create_table_artifact, update_progress_artifact)
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 
 from flows import dashboards
 from flows.dataset_root import normalize_root

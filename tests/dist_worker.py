@@ -20,11 +20,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from trainer.checkpoint import (gather_full_state, latest_checkpoint, load_checkpoint,
-                                restore_rng, save_checkpoint)
+from trainer.checkpoint import (
+    gather_full_state,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
 from trainer.model import GPT, GPTConfig
-from trainer.parallel import (clip_grad_norm, full_state_dict, gradient_sync, parallelize,
-                              unwrap)
+from trainer.parallel import clip_grad_norm, full_state_dict, gradient_sync, parallelize, unwrap
 
 CONFIG = GPTConfig(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0)
 GLOBAL_BATCH = 8  # rows per step over all ranks: B = 4 per rank on 2 ranks

@@ -15,10 +15,10 @@ import torch  # noqa: E402
 from transformers import AutoTokenizer, GPT2LMHeadModel  # noqa: E402
 
 from schemas.tokens import EOT_TOKEN  # noqa: E402
+from tests.conftest import ROOT  # noqa: E402
 from tests.test_generate import corpus, one_line_error, shakespeare, write_checkpoint  # noqa: E402
 from trainer.generate import generate_text, load  # noqa: E402
 from trainer.hf import CheckpointError, export_hf, import_hf, read_checkpoint  # noqa: E402
-from tests.conftest import ROOT  # noqa: E402
 from trainer.model import GPT, GPTConfig  # noqa: E402
 
 FILES = ["config.json", "generation_config.json", "model.safetensors", "special_tokens_map.json",

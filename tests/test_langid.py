@@ -96,7 +96,11 @@ def test_fasttext_alone_cannot_output_what_it_has_no_label_for():
 @pytest.mark.parametrize("given, code", [
     ("en", "en"), ("EN", "en"), ("eng", "en"), ("ger", "de"), ("deu", "de"), ("no", "nb"),
     ("NOR", "nb"), ("nob", "nb"), ("zsm", "ms"), ("iw", "he"), ("pt-BR", "pt"),
-    ("sr_Latn", "sr-latn"), ("gsw", "gsw"), ("bh", "bh"), (" fr ", "fr"),
+    ("sr_Latn", "sr-latn"), ("gsw", "gsw"), ("bh", "bh"), (" fr ", "fr"), ("tib", "bo"),
+    ("arb", "ar"), ("mo", "ro"), ("swc", "swc"), ("yue", "yue"), ("und", "und"),
+    # where langcodes says fil, sr-Latn, ro, fa or bh, the module keeps the answer it always gave
+    ("tl", "tl"), ("tgl", "tl"), ("sh", "sh"), ("hbs", "sh"), ("mol", "mol"), ("prs", "prs"),
+    ("bih", "bih"),
     ("xx", None), ("klingon", None), ("", None), ("12", None), ("é", None)])
 def test_normalize_lang_code(given, code):
     assert normalize_lang_code(given) == code

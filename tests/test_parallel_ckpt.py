@@ -15,10 +15,25 @@ import pytest
 import torch
 
 from tests.conftest import ROOT
-from tests.dist_worker import (GLOBAL_BATCH, SAVE_AT, STEPS, draw_rngs, make_model,
-                               make_optimizer, seed_rngs, train_steps)
-from trainer.checkpoint import (MARKER, gather_full_state, latest_checkpoint, load_checkpoint,
-                                restore_rng, save_checkpoint, step_dir)
+from tests.dist_worker import (
+    GLOBAL_BATCH,
+    SAVE_AT,
+    STEPS,
+    draw_rngs,
+    make_model,
+    make_optimizer,
+    seed_rngs,
+    train_steps,
+)
+from trainer.checkpoint import (
+    MARKER,
+    gather_full_state,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    step_dir,
+)
 from trainer.parallel import parallelize, unwrap
 
 REL = 1e-5

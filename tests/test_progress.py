@@ -17,13 +17,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.core import job
-from pipelines.core.contract import records_out
-from pipelines.dedup.stage import PASSES as DEDUP_PASSES
-from pipelines.core import progress
-from pipelines.core.contract import run_stage
+from pipelines.core import job, progress
+from pipelines.core.contract import records_out, run_stage
 from pipelines.core.engine import make_pipeline, run_pipeline
 from pipelines.core.progress import StageProgress, Tally, count_in, read_counts
+from pipelines.dedup.stage import PASSES as DEDUP_PASSES
 from schemas.config import EngineConfig, PipelineConfig
 from schemas.document import DOCUMENT_SCHEMA, empty_document
 from tests.conftest import ROOT, shared
@@ -31,6 +29,7 @@ from tests.conftest import ROOT, shared
 IN_PROCESS = EngineConfig(running_mode="in_memory", workers=1)
 # `stage  [signing ]12,345[ of ~N] records[ (P%)]  rate/s  m:ss`
 LINE = re.compile(r"^(\w+)  (signing )?([\d,]+)(?: of ~([\d,]+))? records")
+CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # rich's styles, cursor moves and line erases
 
 
 class Terminal(io.StringIO):
@@ -48,7 +47,7 @@ def display_on(monkeypatch):
 def shown(text: str) -> list[tuple[str, str, int, int | None]]:
     """(stage, pass, count, expected) of every line drawn, in order."""
     found = []
-    for part in re.split(r"[\r\n]", text.replace("\x1b[K", "")):
+    for part in re.split(r"[\r\n]", CONTROL.sub("", text)):
         m = LINE.match(part)
         if m:
             found.append((m[1], (m[2] or "").strip(), int(m[3].replace(",", "")),
@@ -87,7 +86,9 @@ def test_a_terminal_sees_the_count_grow_to_the_total():
     assert counts == sorted(counts) and len(set(counts)) >= 3, counts  # grows, live
     assert lines[-1] == ("demo", "", 800, 800)
     assert "of ~800 records (100%)" in screen.getvalue()
-    assert screen.getvalue().endswith("\r\x1b[K")  # the line is cleared at the end
+    ended = screen.getvalue().rsplit("(100%)", 1)[1]  # after the last line drawn:
+    assert "\x1b[2K" in ended and "\x1b[?25h" in ended  # it is erased, the cursor shown again
+    assert CONTROL.sub("", ended.rsplit("\x1b[2K", 1)[1]) == ""  # and nothing written after
     assert reports[0] == 0.0 and reports[-1] == 100.0
     assert any(0 < r < 100 for r in reports) and max(reports[:-1]) <= 99.0
     assert not os.path.exists(watch.folder)
@@ -99,6 +100,18 @@ def test_dedup_counts_two_passes():
     assert watch.line().startswith("dedup  signing 100 of ~100 records (50%)")
     watch.counts = {"signed": 100, "records": 40}
     assert watch.line().startswith("dedup  40 of ~100 records (70%)")
+
+
+def test_a_logged_line_stands_clear_of_the_display():
+    screen = Terminal()
+    with StageProgress("demo", expected=10, stream=screen, every_s=0.05) as watch:
+        time.sleep(0.2)
+        watch.log(lambda text: screen.write(text + "\n"))("demo: a line of its own")
+        time.sleep(0.2)
+    after_erase = [CONTROL.sub("", part).rstrip("\r")
+                   for part in screen.getvalue().split("\x1b[2K")]
+    assert "demo: a line of its own\n" in after_erase  # written on a cleared line, whole
+    assert shown(screen.getvalue().rsplit("a line of its own", 1)[1])  # the display goes on
 
 
 def test_no_display_without_a_terminal_or_with_quiet(monkeypatch):
@@ -116,6 +129,12 @@ def test_no_display_without_a_terminal_or_with_quiet(monkeypatch):
         slow_count(p, 10, watch.folder)
         run_pipeline(p)
     assert pipe.getvalue() == "" and reports[-1] == 100.0
+    with monkeypatch.context() as m:  # a terminal that cannot redraw a line in place
+        m.setenv("TERM", "dumb")
+        screen = Terminal()
+        with StageProgress("demo", stream=screen, every_s=0.05):
+            time.sleep(0.2)
+        assert screen.getvalue() == ""
 
     from flows.cli.common import set_verbosity
 

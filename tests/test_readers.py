@@ -20,8 +20,7 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from pipelines.readers import RECORD_KEYS, InputError, detect_reader, expand_inputs, \
-    read_records
+from pipelines.readers import RECORD_KEYS, InputError, detect_reader, expand_inputs, read_records
 from pipelines.readers.warc_record import is_arc_line
 from schemas.config import ReadConfig
 from tests.conftest import shared

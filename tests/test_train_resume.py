@@ -10,8 +10,8 @@ from dataclasses import replace
 
 import pytest
 
-from flows.train_flow import DatasetError, train_dataset
 from flows.interrupt import descendants
+from flows.train_flow import DatasetError, train_dataset
 from schemas.config import PipelineConfig, TrainConfig
 from tests.test_trainer import tokens  # noqa: F401  (the tinyshakespeare token folder fixture)
 from trainer.launch import launch_training

@@ -15,8 +15,14 @@ from __future__ import annotations
 
 import torch
 
-from trainer.hf import (build_model, checkpoint_file, end_of_document_token, load_tokenizer_file,
-                        read_checkpoint, tokenizer_beside)
+from trainer.hf import (
+    build_model,
+    checkpoint_file,
+    end_of_document_token,
+    load_tokenizer_file,
+    read_checkpoint,
+    tokenizer_beside,
+)
 from trainer.model import GPT
 
 

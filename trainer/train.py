@@ -41,8 +41,13 @@ import torch.nn as nn
 
 from schemas.config import MODEL_PRESETS, TrainConfig
 from schemas.tokens import TokenShardsInfo
-from trainer.checkpoint import (latest_checkpoint, load_checkpoint, read_meta, restore_rng,
-                                save_checkpoint)
+from trainer.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    read_meta,
+    restore_rng,
+    save_checkpoint,
+)
 from trainer.data import TokenLoader, TokenShards
 from trainer.generate import resolve_device
 from trainer.hf import read_checkpoint

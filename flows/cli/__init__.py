@@ -21,8 +21,14 @@ import sys
 
 from flows import interrupt
 from flows.cli import build, inspect, model, schedule
-from flows.cli.common import (EmptyCorpus, OneLineParser, UserError, VersionAction,
-                              add_verbosity_args, set_verbosity)
+from flows.cli.common import (
+    EmptyCorpus,
+    OneLineParser,
+    UserError,
+    VersionAction,
+    add_verbosity_args,
+    set_verbosity,
+)
 from flows.cli.options import add_config_options, add_settings
 from flows.dataset_root import RootError
 

@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pipelines.core.code_hash import tree_fingerprint
 from pipelines.core.ledger import first_rejection
 
+
 class UserError(Exception):
     """Something the user can fix; printed as one line."""
 

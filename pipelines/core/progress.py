@@ -8,9 +8,10 @@ folder: at most every half second, and at the end of each bundle (no write per r
 folder is a constructor argument of that DoFn, so it travels to worker processes with it. In the
 driver, `StageProgress` sums those files twice a second and
 
-- draws one line on stderr, rewritten in place and cleared when the stage ends, such as
-  `dedup  12,345 of ~50,000 records (25%)  2,100/s  0:05`, only when stderr is a terminal and
-  `CORPUS_PROGRESS` is not `0` (`corpus -q` sets it to 0);
+- shows one line on stderr through a transient `rich.live.Live`, redrawn in place and cleared
+  when the stage ends, such as `dedup  12,345 of ~50,000 records (25%)  2,100/s  0:05`, only
+  when stderr is an interactive terminal (rich's view: not `TERM=dumb`, not `TTY_INTERACTIVE=0`)
+  and `CORPUS_PROGRESS` is not `0` (`corpus -q` sets it to 0);
 - hands the share done (0 to 100) to a `report` callback every few seconds, when the stage's
   expected number of records is known (the previous stage's records out): the flow makes that a
   Prefect progress artifact (pipelines do not import Prefect). It reaches 100 only when the
@@ -36,6 +37,9 @@ import uuid
 from dataclasses import dataclass
 
 import apache_beam as beam
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
 
 from pipelines.core import tables
 
@@ -158,11 +162,13 @@ class Pass:
 
 
 def display_wanted(stream) -> bool:
-    """A terminal, and not turned off (`CORPUS_PROGRESS=0`, which `corpus -q` sets)."""
+    """An interactive terminal, and not turned off (`CORPUS_PROGRESS=0`, which `corpus -q` sets).
+    The stream itself must be a tty: rich alone would also draw into a pipe under `FORCE_COLOR`,
+    which asks for colours in logs, not for a line redrawn in place."""
     if os.environ.get(ENV, "").strip().lower() in ("0", "off", "no", "false"):
         return False
     try:
-        return bool(stream.isatty())
+        return bool(stream.isatty()) and Console(file=stream).is_interactive
     except (AttributeError, ValueError, OSError):
         return False
 
@@ -198,7 +204,7 @@ class StageProgress:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._drawn = False
+        self._live: Live | None = None  # the line on the terminal, while it is shown
         self._samples: collections.deque = collections.deque()
         self._pass = 0
 
@@ -213,6 +219,10 @@ class StageProgress:
             _LOGGER.debug("progress: no folder for the live counts (%s)", err)
             return self
         self.started = self._looked = time.monotonic()
+        if self.show:
+            self._live = Live(console=Console(file=self.stream), transient=True,
+                              auto_refresh=False, redirect_stdout=False, redirect_stderr=False)
+            self._screen(self._live.start)
         self._send(0.0)
         context = contextvars.copy_context()  # the flow's run context, for the report
         self._thread = threading.Thread(target=context.run, args=(self._run,), daemon=True,
@@ -227,10 +237,10 @@ class StageProgress:
         self._thread.join()
         self.counts = read_counts(self.folder)
         with self._lock:
-            if self.show:
-                self._draw()
-                self._write("\r\x1b[K")
-                self._drawn = False
+            if self._live is not None:
+                self._draw()  # the last count, then the line is cleared (transient)
+                self._screen(self._live.stop)
+                self._live = None
         if exc_type is None:
             self._send(100.0)
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -239,9 +249,8 @@ class StageProgress:
         last_report = time.monotonic()
         while not self._stop.wait(self.every_s):
             self.counts = read_counts(self.folder)
-            if self.show:
-                with self._lock:
-                    self._draw()
+            with self._lock:
+                self._draw()
             if self.report and time.monotonic() - last_report >= self.report_every_s:
                 last_report = time.monotonic()
                 self._send(min(self.percent(), 99.0))  # 100 only once the job has finished
@@ -281,17 +290,15 @@ class StageProgress:
         return f"{text}  {rate:,.0f}/s  {clock(now - self.started)}"
 
     def _draw(self) -> None:
-        try:  # a terminal that does not say its size says 0
-            width = os.get_terminal_size(self.stream.fileno()).columns or 80
-        except (AttributeError, ValueError, OSError):
-            width = 80
-        self._write("\r" + self.line()[:max(width - 1, 20)] + "\x1b[K")
-        self._drawn = True
+        """Redraw the line (under `_lock`); rich crops it to the terminal's width."""
+        if self._live is not None and self.show:
+            text = Text(self.line(), no_wrap=True, overflow="ellipsis")
+            text.stylize("bold", 0, len(self.stage))
+            self._screen(self._live.update, text, refresh=True)
 
-    def _write(self, text: str) -> None:
+    def _screen(self, call, *args, **kwargs) -> None:
         try:
-            self.stream.write(text)
-            self.stream.flush()
+            call(*args, **kwargs)
         except (OSError, ValueError):  # a closed terminal: stop drawing
             self.show = False
 
@@ -306,12 +313,15 @@ class StageProgress:
             self.report = None
 
     def log(self, log):
-        """`log` that first clears the progress line, so a logged line does not run into it
-        (the next tick draws it again)."""
+        """`log` that first takes the progress line off the terminal, so a logged line does not
+        run into it, then puts it back below."""
         def clear_then_log(*args, **kwargs):
             with self._lock:
-                if self._drawn:
-                    self._write("\r\x1b[K")
-                    self._drawn = False
-                return log(*args, **kwargs)
+                if self._live is None or not self.show:
+                    return log(*args, **kwargs)
+                self._screen(self._live.stop)
+                try:
+                    return log(*args, **kwargs)
+                finally:
+                    self._screen(self._live.start, refresh=True)
         return clear_then_log

@@ -5,22 +5,22 @@ file, so the same rows give byte-identical files whatever the number of workers 
 Files are opened through fsspec, so a dataset root can be a local path or any fsspec URL.
 
 Rows never cross Beam's shuffle (a local runner keeps shuffled data in the driver's memory, which
-would hold the whole corpus at once). `WriteTable` is an external sort instead, as the tokenize
-stage's packing is (`pipelines/tokens/pack.py`): each worker buffers rows by destination file up to
-a memory limit, then writes each buffer, sorted, as a *run* (a Parquet file with the sort key as
-an extra column) under a work folder beside the output folder; only the runs' names are grouped by
-destination; one worker per file merges that file's runs as a stream into a temporary file,
-renames it into place and deletes the runs; when every file is written the work folder goes.
+would hold the whole corpus at once). `WriteTable` is an external sort instead, on
+`pipelines.core.spill` like the dedup and tokenize stages: each worker buffers rows by destination
+file up to a memory limit, then writes each buffer, sorted, as a *run* under a work folder beside
+the output folder; only the runs' names are grouped by destination; one worker per file merges
+that file's runs as a stream into a temporary file, renames it into place and deletes the runs;
+when every file is written the work folder goes. What this module keeps is Parquet's: a run is a
+Parquet file with the sort key as an extra column, and an output file has fixed row groups whose
+bytes depend on their rows only.
 """
 
 from __future__ import annotations
 
 import hashlib
-import heapq
 import itertools
 import json
 import posixpath
-import uuid
 from operator import itemgetter
 
 import apache_beam as beam
@@ -28,10 +28,19 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
-from apache_beam.transforms import window
-from apache_beam.utils.windowed_value import WindowedValue
 
-from pipelines.core.contract import fs_protocol, streaming_parquet
+from pipelines.core.contract import streaming_parquet
+from pipelines.core.spill import (
+    SpillBuffer,
+    merge_sorted,
+    open_for_write,
+    remove_files,
+    remove_folder,
+    run_name,
+    url_of,
+    windowed,
+    write_then_rename,
+)
 from schemas.document import REJECTED_SCHEMA, reject_document
 
 RUNS_DIR = "_runs"  # beside the output folder: <parent>/_runs/<folder name>/<prefix>/
@@ -87,85 +96,54 @@ class ReadTable(beam.PTransform):
 
 # --- runs: sorted pieces of a file, written by the workers --------------------------------------
 
-def _url(fs, path: str) -> str:
-    """A path of `fs` as a URL that `fsspec.open` understands in any process."""
-    protocol = fs_protocol(fs)
-    return path if protocol in ("file", "local") else f"{protocol}://{path.lstrip('/')}"
-
-
 def runs_folder(folder: str, prefix: str) -> str:
     """Where the runs of `WriteTable(folder, prefix=prefix)` go: `<parent>/_runs/<name>/<prefix>`,
     outside `folder` (whose files a stage lists), inside the stage folder (which a rerun resets)."""
     fs, path = fsspec.core.url_to_fs(folder)
     path = path.rstrip("/")
-    return _url(fs, posixpath.join(posixpath.dirname(path), RUNS_DIR,
-                                   posixpath.basename(path), prefix))
+    return url_of(fs, posixpath.join(posixpath.dirname(path), RUNS_DIR,
+                                     posixpath.basename(path), prefix))
 
 
 def run_schema(schema: pa.Schema) -> pa.Schema:
     return schema.append(pa.field(KEY_COLUMN, pa.string(), nullable=False))
 
 
-def _open_for_write(url: str):
-    """`url` opened for writing, its folder made first (again if a cleanup removed it between)."""
-    fs, path = fsspec.core.url_to_fs(url)
-    for attempt in range(3):
-        try:
-            fs.makedirs(posixpath.dirname(path), exist_ok=True)
-            return fs.open(path, "wb")
-        except FileNotFoundError:
-            if attempt == 2:
-                raise
-
-
 def write_run(url: str, schema: pa.Schema, entries: list[tuple[str, dict]], held: int) -> None:
-    """Write (key, row) entries, sorted by key, as a run; `held`: their estimated bytes."""
-    entries.sort(key=itemgetter(0))
+    """Write (key, row) entries, sorted by key, as a run; `held`: their estimated bytes, so that
+    a run's row groups (what a merge decodes of it at once) hold about RUN_GROUP_BYTES."""
     table = pa.Table.from_pylist([row for _, row in entries], schema=schema)
     table = table.append_column(pa.field(KEY_COLUMN, pa.string(), nullable=False),
                                 pa.array([key for key, _ in entries], pa.string()))
     group = max(1, len(entries) * RUN_GROUP_BYTES // max(held, 1))
-    with _open_for_write(url) as f:
+    with open_for_write(url) as f:
         pq.write_table(table, f, compression=RUN_COMPRESSION, row_group_size=group,
                        data_page_size=RUN_GROUP_BYTES)
 
 
-class RowBuffer:
-    """Rows by destination, held up to `limit` estimated bytes (`row_bytes`): a row that would
-    pass the limit first has the buffer written, one sorted run per destination. `flush` writes
-    what is held (at a bundle's end)."""
+class RowBuffer(SpillBuffer):
+    """Rows by destination (partition, shard), held up to `limit` estimated bytes (`row_bytes`),
+    written as one Parquet run per destination sorted by row key (`write_run`). `add` and `flush`
+    return the runs written, [((partition, shard), run URL)]."""
+
+    sort_key = itemgetter(0)
 
     def __init__(self, folder: str, schema: pa.Schema, limit: int):
-        self.folder, self.schema, self.limit = folder, schema, limit
-        self.rows: dict = {}  # (partition, shard) -> [(key, row)]
-        self.held: dict = {}  # (partition, shard) -> estimated bytes
-        self.size = self.count = 0
-        self.peak_size = self.peak_count = 0  # the most held at once
+        super().__init__(folder, limit)
+        self.schema = schema
 
     def add(self, dest: tuple, key: str, row: dict) -> list:
         """Add a row; returns the runs written to make room for it."""
-        size = row_bytes(row)
-        written = self.flush() if self.count and self.size + size > self.limit else []
-        self.rows.setdefault(dest, []).append((key, row))
-        self.held[dest] = self.held.get(dest, 0) + size
-        self.size += size
-        self.count += 1
-        self.peak_size, self.peak_count = max(self.peak_size, self.size), \
-            max(self.peak_count, self.count)
-        return written
+        return self.put(dest, (key, row), row_bytes(row))
 
-    def flush(self) -> list:
-        """Write a run per destination held; return [((partition, shard), run_url)]."""
-        written = []
-        for dest in sorted(self.rows, key=lambda d: (d[0] or "", d[1])):
-            partition, shard = dest
-            entries = self.rows.pop(dest)  # released as soon as written
-            url = posixpath.join(self.folder, partition or "",
-                                 f"{shard:05d}-{uuid.uuid4().hex}.parquet")
-            write_run(url, self.schema, entries, self.held.pop(dest))
-            written.append((dest, url))
-        self.size = self.count = 0
-        return written
+    def run_folder(self, dest: tuple) -> str:
+        partition, shard = dest
+        return posixpath.join(partition or "", f"{shard:05d}")
+
+    def write_run(self, stem: str, dest: tuple, entries: list, size: int) -> str:
+        url = stem + ".parquet"
+        write_run(url, self.schema, entries, size)
+        return url
 
 
 # --- merging runs into a file, as a stream -------------------------------------------------------
@@ -244,7 +222,7 @@ def merge_runs(runs: list[str], out, schema: pa.Schema, *, compression: str, gro
                                    row_group_size=group_rows)
 
             group = []
-            for entry in _in_order(heapq.merge(*entries, key=itemgetter(0))):
+            for entry in _in_order(merge_sorted(entries, key=itemgetter(0))):
                 group.append(entry)
                 if len(group) == group_rows:
                     write(group)
@@ -264,47 +242,34 @@ def _exists(url: str) -> bool:
     return fs.exists(path)
 
 
-def _remove(url: str) -> None:
-    fs, path = fsspec.core.url_to_fs(url)
-    if fs.exists(path):
-        fs.rm(path)
-
-
 def write_from_runs(runs: list[str], url: str, schema: pa.Schema, *, compression: str,
                     group_rows: int, budget: int, work: str) -> int:
     """Write the file `url` from its runs; return its rows. It is written as a temporary file in
-    `work` and renamed into place whole; then the runs are deleted. More than MAX_OPEN_RUNS runs
-    are first merged in passes into bigger runs. A retry whose runs are gone (they are deleted
-    only after the rename) finds the file in place."""
+    `work` and renamed into place whole (`write_then_rename`); then the runs are deleted. More
+    than MAX_OPEN_RUNS runs are first merged in passes into bigger runs. A retry whose runs are
+    gone (they are deleted only after the rename) finds the file in place."""
     fs, path = fsspec.core.url_to_fs(url)
     runs = sorted(runs)  # a fixed order; ties are ordered by content anyway
     present = [r for r in runs if _exists(r)]
     if len(present) < len(runs) and fs.exists(path):
-        for run in present:
-            _remove(run)
+        remove_files(present)
         with fs.open(path, "rb") as f:
             return pq.ParquetFile(f).metadata.num_rows
     pending, merged = list(runs), []
     while len(pending) > MAX_OPEN_RUNS:
         batch, pending = pending[:MAX_OPEN_RUNS], pending[MAX_OPEN_RUNS:]
-        bigger = posixpath.join(work, f"merged-{uuid.uuid4().hex}.parquet")
-        with _open_for_write(bigger) as out:
+        bigger = run_name(work, suffix=".parquet")
+        with open_for_write(bigger) as out:
             merge_runs(batch, out, schema, compression=RUN_COMPRESSION, budget=budget,
                        group_rows=max(1, RUN_GROUP_BYTES // max(1, _mean_row_bytes(batch))),
                        keep_key=True)
-        for run in batch:
-            if run in merged:
-                _remove(run)
+        remove_files([run for run in batch if run in merged])  # passes' runs, not the originals
         merged.append(bigger)
         pending.append(bigger)
-    tmp = posixpath.join(work, f"{posixpath.basename(path)}.tmp-{uuid.uuid4().hex[:8]}")
-    with _open_for_write(tmp) as out:
+    with write_then_rename(url, tmp_folder=work) as out:
         rows = merge_runs(pending, out, schema, compression=compression, group_rows=group_rows,
                           budget=budget, keep_key=False)
-    fs.makedirs(posixpath.dirname(path), exist_ok=True)
-    fs.mv(fsspec.core.url_to_fs(tmp)[1], path)
-    for run in [*pending, *runs]:
-        _remove(run)
+    remove_files([*pending, *runs])
     return rows
 
 
@@ -319,10 +284,6 @@ def _mean_row_bytes(runs: list[str]) -> int:
 
 
 # --- the transform ------------------------------------------------------------------------------
-
-def _windowed(value):
-    return WindowedValue(value, window.GlobalWindow().max_timestamp(), [window.GlobalWindow()])
-
 
 class _SpillRuns(beam.DoFn):
     """Rows -> sorted runs ((partition, shard), run URL), at most `memory_limit` estimated bytes
@@ -353,7 +314,7 @@ class _SpillRuns(beam.DoFn):
             self.bytes_held.update(self.buffer.peak_size)
             self.rows_held.update(self.buffer.peak_count)
         for item in self.buffer.flush():
-            yield _windowed(item)
+            yield windowed(item)
 
 
 class _MergeRuns(beam.DoFn):
@@ -386,16 +347,7 @@ class _MergeRuns(beam.DoFn):
 def remove_runs(work: str) -> None:
     """Delete a writer's runs folder (`<parent>/_runs/<name>/<prefix>`), then `_runs/<name>` and
     `_runs` if they are empty (another writer may still use them; one in use is never empty)."""
-    fs, path = fsspec.core.url_to_fs(work)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
-    for parent in (posixpath.dirname(path), posixpath.dirname(posixpath.dirname(path))):
-        try:
-            if not fs.exists(parent) or fs.ls(parent, detail=False):
-                return
-            fs.rmdir(parent)
-        except OSError:  # filled or removed meanwhile
-            return
+    remove_folder(work, empty_parents=2)
 
 
 class WriteTable(beam.PTransform):

@@ -1,20 +1,19 @@
-"""robots.txt for the crawler: fetched once per origin through the safe fetcher, read by RFC 9309.
+"""robots.txt for the crawler: fetched once per origin through the safe fetcher, read by protego.
 
-Why not `urllib.robotparser`: it applies the first matching rule where RFC 9309 wants the longest
-(so "Disallow: /" then "Allow: /public" blocks /public), knows no `*` or `$` wildcards, and
-fetches with urllib, past our address guard and limits. `protego` would do, but it is not a
-dependency. The parser here is the RFC's matching, in a few dozen lines:
+Not `urllib.robotparser`: it applies the first matching rule where RFC 9309 wants the longest,
+knows no `*` or `$`, and fetches past our address guard and limits. protego does the RFC's
+matching (longest pattern, `Allow` wins a tie, `*`, `$`, percent-encoding) and reads Crawl-delay
+and Sitemap lines. Around it, only where we need another answer (tests/test_robots.py decides):
 
-- groups start at `User-agent` lines; the crawler obeys the groups whose agent equals its product
-  token (case-insensitive, the token being the user agent up to the first "/" or space), all of
-  them merged; else the `*` groups merged; else nothing is disallowed;
-- the rule with the longest pattern matching the path (query included) decides, `Allow` winning a
-  tie; `*` matches any run of characters, a final `$` anchors at the end; an empty `Disallow`
-  allows; /robots.txt itself is always allowed;
-- paths and patterns are compared with percent-encoding normalised (unreserved characters
-  decoded, non-ASCII encoded as UTF-8, hex upper-cased);
-- `Crawl-delay` (not in the RFC, widely used) is read from the chosen group; `Sitemap` lines from
-  anywhere.
+- the group. protego takes the group whose name occurs in the agent it is asked about ("corpus"
+  rules "corpus-builder") and compares whole values ("Corpus-Builder/2.0" rules no one); the RFC
+  wants the groups whose product token equals ours, else the `*` groups. So each User-agent line
+  is first renamed by its product token: ours to the name protego is asked about, others to one
+  that cannot match;
+- a leading byte order mark is dropped (protego would read it into the first key);
+- relative Sitemap URLs are resolved, and only the first 512 KiB is read.
+
+The differences we take from protego are held by tests/test_robots_protego.py.
 
 What the fetch of robots.txt means (RFC 9309 section 2.3.1): 2xx, parse it; 4xx "unavailable",
 crawl anything; 5xx, 429 (as Google does) or no answer at all (timeout, refused, DNS, blocked
@@ -29,22 +28,16 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
+
+from protego import Protego
 
 from pipelines.crawl.fetcher import FetchResult
 
 PARSE_LIMIT = 512 * 1024  # RFC 9309: at least 500 KiB must be parsed; the rest is ignored
-_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
-_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-
-
-def _normalise(path: str) -> str:
-    """One spelling for equivalent paths: %41 -> A, %2f -> %2F, "é" -> %C3%A9, " " -> %20."""
-    def escape(match):
-        char = chr(int(match.group(1), 16))
-        return char if char in _UNRESERVED else "%" + match.group(1).upper()
-    path = _ESCAPE.sub(escape, path)
-    return quote(path, safe="/?:@!$&'()*+,;=%[]#")
+_AGENT_LINE = re.compile(r"\s*user(?:-|\s+)?agent(?:\s*:|\s)([^#]*)", re.IGNORECASE)  # as protego
+_US = "this-crawler"  # what our groups are renamed to, and the name protego is asked about
+_OTHER = "another crawler"  # other groups: a space never occurs in _US, so never matches
 
 
 def product_token(user_agent: str) -> str:
@@ -53,35 +46,25 @@ def product_token(user_agent: str) -> str:
     return re.split(r"[/\s]", user_agent.strip(), maxsplit=1)[0].lower()
 
 
-@dataclass(frozen=True)
-class Rule:
-    allow: bool
-    pattern: str  # normalised
-
-    def matches(self, path: str) -> bool:
-        return _compiled(self.pattern).match(path) is not None
-
-
-_REGEX_CACHE: dict[str, re.Pattern] = {}
-
-
-def _compiled(pattern: str) -> re.Pattern:
-    regex = _REGEX_CACHE.get(pattern)
-    if regex is None:
-        anchored = pattern.endswith("$")
-        body = pattern[:-1] if anchored else pattern
-        text = ".*".join(re.escape(part) for part in re.sub(r"\*+", "*", body).split("*"))
-        regex = re.compile(text + (r"\Z" if anchored else ""), re.DOTALL)
-        if len(_REGEX_CACHE) < 10_000:
-            _REGEX_CACHE[pattern] = regex
-    return regex
+def _rename_agents(text: str, token: str) -> tuple[str, str]:
+    """`text` with each User-agent line renamed by its product token (see the module docstring),
+    and the group that applies: `token`, "*", or "" (none)."""
+    lines, names = [], set()
+    for line in text.splitlines():
+        agent = _AGENT_LINE.match(line)
+        if agent and agent[1].strip():  # protego lets an empty one end a group, nothing more
+            name = product_token(agent[1])
+            names.add(name)
+            line = "User-agent: " + (_US if name == token else "*" if name == "*" else _OTHER)
+        lines.append(line)
+    return "\n".join(lines), token if token in names else "*" if "*" in names else ""
 
 
 @dataclass
 class RobotsRules:
     """The rules of one robots.txt for one user agent, or a blanket verdict."""
 
-    rules: list[Rule] = field(default_factory=list)
+    parsed: Protego | None = None  # None: nothing is disallowed (unless `unavailable`)
     crawl_delay: float | None = None
     sitemaps: list[str] = field(default_factory=list)
     group: str = ""  # which group applies: the product token, "*", or "" (none)
@@ -91,62 +74,18 @@ class RobotsRules:
     def allowed(self, url: str) -> tuple[bool, tuple[str, str] | None]:
         if self.unavailable:
             return False, self.unavailable
-        parts = urlsplit(url)
-        path = _normalise((parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
-        if path == "/robots.txt":
+        if self.parsed is None or self.parsed.can_fetch(url, _US):
             return True, None
-        best = None
-        for rule in self.rules:
-            if rule.matches(path) and (best is None or len(rule.pattern) > len(best.pattern)
-                                       or (len(rule.pattern) == len(best.pattern) and rule.allow)):
-                best = rule
-        if best is None or best.allow:
-            return True, None
-        return False, ("robots_disallowed", f"Disallow: {best.pattern} (group {self.group})")
+        return False, ("robots_disallowed", f"disallowed by robots.txt (group {self.group})")
 
 
 def parse_robots(text: str, user_agent: str, base_url: str = "") -> RobotsRules:
     """RobotsRules for `user_agent` from the text of a robots.txt (`base_url` resolves relative
     Sitemap lines)."""
-    token = product_token(user_agent)
-    groups: list[tuple[list[str], list[Rule], list[float]]] = []
-    sitemaps: list[str] = []
-    current, in_agents = None, False
-    for raw in text[:PARSE_LIMIT].lstrip("\ufeff").splitlines():
-        key, sep, value = raw.split("#", 1)[0].partition(":")
-        key, value = key.strip().lower().replace(" ", "-").replace("_", "-"), value.strip()
-        if not sep:
-            continue
-        if key in ("user-agent", "useragent"):
-            if not in_agents:
-                current = ([], [], [])
-                groups.append(current)
-                in_agents = True
-            current[0].append(product_token(value) if value != "*" else "*")
-            continue
-        if key in ("allow", "disallow", "crawl-delay"):
-            in_agents = False  # a User-agent line after these starts the next group
-        if key == "sitemap" and value:
-            sitemaps.append(urljoin(base_url, value))
-        elif current is None:
-            continue  # rules before any User-agent belong to no group
-        elif key in ("allow", "disallow") and value:
-            pattern = value if value.startswith(("/", "*")) else "/" + value
-            current[1].append(Rule(key == "allow", _normalise(pattern)))
-        elif key == "crawl-delay":
-            try:
-                delay = float(value)
-            except ValueError:
-                continue
-            if delay >= 0 and delay == delay and delay != float("inf"):
-                current[2].append(delay)
-    for name in (token, "*"):
-        chosen = [g for g in groups if name in g[0]]
-        if chosen:
-            delays = [d for g in chosen for d in g[2]]
-            return RobotsRules([r for g in chosen for r in g[1]], delays[0] if delays else None,
-                               sitemaps, name)
-    return RobotsRules(sitemaps=sitemaps)
+    renamed, group = _rename_agents(text[:PARSE_LIMIT].lstrip("\ufeff"), product_token(user_agent))
+    parsed = Protego.parse(renamed)
+    return RobotsRules(parsed, parsed.crawl_delay(_US),
+                       [urljoin(base_url, url) for url in parsed.sitemaps], group)
 
 
 def origin_of(url: str) -> str | None:

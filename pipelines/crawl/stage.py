@@ -40,8 +40,8 @@ from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
 from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir, data_urls, sha256_json
-from pipelines.core.job import Context, Job
 from pipelines.core.engine import make_pipeline, run_pipeline
+from pipelines.core.job import Context, Job
 from pipelines.core.progress import Tally
 from pipelines.core.tables import WriteTable, stable_hash
 from pipelines.crawl.fetcher import Fetcher, FetchPolicy, FetchResult, default_resolver

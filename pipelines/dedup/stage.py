@@ -37,7 +37,6 @@ import ctypes
 import hashlib
 import logging
 import posixpath
-import uuid
 from collections import defaultdict
 
 import apache_beam as beam
@@ -47,13 +46,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
-from apache_beam.transforms import window
-from apache_beam.utils.windowed_value import WindowedValue
 
 from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir, streaming_parquet
-from pipelines.core.job import Context, Job
 from pipelines.core.engine import make_pipeline, run_pipeline
+from pipelines.core.job import Context, Job
 from pipelines.core.progress import RECORDS, Pass, Tally, forget
+from pipelines.core.spill import SpillBuffer, open_for_write, remove_folder, windowed
 from pipelines.core.tables import WriteTable
 from pipelines.dedup import components
 from pipelines.dedup.index import (
@@ -122,29 +120,24 @@ def hasher(config: DedupConfig) -> MinHasher:
                      config.num_perm)
 
 
-class _Spill:
+class _Spill(SpillBuffer):
     """Rows by key, written to files instead of being shuffled: an external shuffle.
 
     A local runner holds shuffled data in memory, several times over, and the big things dedup
     moves between steps (band keys, signatures beside their edges, cluster members) grow with the
-    corpus. So each worker writes them to `work/<step>/kNNNNN/` under the stage (numpy `.npz` for
+    corpus. So each worker writes them to `work/<step>/k<key>/` under the stage (numpy `.npz` for
     arrays, Parquet for tables), and only `(key, file URL)` crosses the shuffle; that also makes
     the reading step wait until every file is written. Files are flushed per bundle, or sooner
-    when a worker holds `limit` bytes."""
+    when a worker holds `limit` bytes. A file is not sorted: its reader sorts what it needs."""
 
     def __init__(self, folder: str, limit: int = 1 << 24):
-        self.folder, self.limit = folder, limit
-        self.parts: dict = defaultdict(list)
-        self.size = 0
+        super().__init__(folder, limit)
         self.written: list = []
 
     def add(self, key: int, part) -> None:
         """`part`: a dict of equally long numpy arrays, or a pyarrow Table."""
-        self.parts[key].append(part)
-        self.size += part.nbytes if isinstance(part, pa.Table) else \
-            sum(a.nbytes for a in part.values())
-        if self.size >= self.limit:
-            self.spill()
+        size = part.nbytes if isinstance(part, pa.Table) else sum(a.nbytes for a in part.values())
+        self.written += self.put(key, part, size)
 
     def add_by(self, keys: np.ndarray, part) -> None:
         """Split `part` (dict of arrays or Table) by `keys`, one key per row."""
@@ -156,26 +149,24 @@ class _Spill:
             self.add(int(keys[a]), part.take(pa.array(rows)) if isinstance(part, pa.Table)
                      else {k: v[rows] for k, v in part.items()})
 
-    def spill(self) -> None:
-        for key, parts in sorted(self.parts.items()):
-            table = isinstance(parts[0], pa.Table)
-            url = posixpath.join(self.folder, f"k{key}",
-                                 f"{uuid.uuid4().hex}.{'parquet' if table else 'npz'}")
-            with fsspec.open(url, "wb") as f:
-                if table:
-                    pq.write_table(pa.concat_tables(parts), f, compression="none")
-                else:
-                    np.savez(f, **{k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
-            self.written.append((key, url))
-        self.parts.clear()
-        self.size = 0
+    def run_folder(self, key: int) -> str:
+        return f"k{key}"
+
+    def write_run(self, stem: str, key: int, parts: list, size: int) -> str:
+        table = isinstance(parts[0], pa.Table)
+        url = stem + (".parquet" if table else ".npz")
+        with open_for_write(url) as f:
+            if table:
+                pq.write_table(pa.concat_tables(parts), f, compression="none")
+            else:
+                np.savez(f, **{k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+        return url
 
     def finish(self):
         """Write what is left; yield (key, file URL) for every file written."""
-        self.spill()
+        self.written += self.flush()
         for item in self.written:
-            yield WindowedValue(item, window.GlobalWindow().max_timestamp(),
-                                [window.GlobalWindow()])
+            yield windowed(item)
         self.written = []
 
 
@@ -853,8 +844,7 @@ def publish_index(stage: StageDir, index: IndexDir, snapshot: str) -> None:
 
 
 def clean_work(stage: StageDir) -> None:
-    if stage.fs.exists(stage.local(WORK_DIR)):
-        stage.fs.rm(stage.local(WORK_DIR), recursive=True)
+    remove_folder(stage.url(WORK_DIR))
 
 
 def plan(ctx: Context) -> Job:

@@ -21,8 +21,8 @@ from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
 from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir, file_input
-from pipelines.core.job import Context, Job
 from pipelines.core.engine import make_pipeline, run_pipeline
+from pipelines.core.job import Context, Job
 from pipelines.core.progress import Tally
 from pipelines.core.tables import WriteTable, write_rejected
 from pipelines.extract.html import ExtractTimeout, TimedExtractor

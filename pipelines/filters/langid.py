@@ -24,30 +24,14 @@ import os
 import re
 from collections import defaultdict
 
+import langcodes
+
 from schemas.config import LangIdConfig
 
-# ISO 639-1 -> ISO 639-3 (the standard's 184 two-letter codes).
-_ISO1_TO_3 = dict(pair.split(":") for pair in """
-aa:aar ab:abk ae:ave af:afr ak:aka am:amh an:arg ar:ara as:asm av:ava ay:aym az:aze ba:bak be:bel
-bg:bul bi:bis bm:bam bn:ben bo:bod br:bre bs:bos ca:cat ce:che ch:cha co:cos cr:cre cs:ces cu:chu
-cv:chv cy:cym da:dan de:deu dv:div dz:dzo ee:ewe el:ell en:eng eo:epo es:spa et:est eu:eus fa:fas
-ff:ful fi:fin fj:fij fo:fao fr:fra fy:fry ga:gle gd:gla gl:glg gn:grn gu:guj gv:glv ha:hau he:heb
-hi:hin ho:hmo hr:hrv ht:hat hu:hun hy:hye hz:her ia:ina id:ind ie:ile ig:ibo ii:iii ik:ipk io:ido
-is:isl it:ita iu:iku ja:jpn jv:jav ka:kat kg:kon ki:kik kj:kua kk:kaz kl:kal km:khm kn:kan ko:kor
-kr:kau ks:kas ku:kur kv:kom kw:cor ky:kir la:lat lb:ltz lg:lug li:lim ln:lin lo:lao lt:lit lu:lub
-lv:lav mg:mlg mh:mah mi:mri mk:mkd ml:mal mn:mon mr:mar ms:msa mt:mlt my:mya na:nau nb:nob nd:nde
-ne:nep ng:ndo nl:nld nn:nno no:nor nr:nbl nv:nav ny:nya oc:oci oj:oji om:orm or:ori os:oss pa:pan
-pi:pli pl:pol ps:pus pt:por qu:que rm:roh rn:run ro:ron ru:rus rw:kin sa:san sc:srd sd:snd se:sme
-sg:sag sh:hbs si:sin sk:slk sl:slv sm:smo sn:sna so:som sq:sqi sr:srp ss:ssw st:sot su:sun sv:swe
-sw:swa ta:tam te:tel tg:tgk th:tha ti:tir tk:tuk tl:tgl tn:tsn to:ton tr:tur ts:tso tt:tat tw:twi
-ty:tah ug:uig uk:ukr ur:urd uz:uzb ve:ven vi:vie vo:vol wa:wln wo:wol xh:xho yi:yid yo:yor za:zha
-zh:zho zu:zul""".split())
-_ISO3_TO_1 = {three: one for one, three in _ISO1_TO_3.items()}
-# ISO 639-2/B (bibliographic) codes that differ from 639-3, and withdrawn 639-1 codes still in use
-# (bh, Bihari, is a lid.176 label).
-_OTHER_NAMES = dict(pair.split(":") for pair in """
-tib:bo cze:cs wel:cy ger:de gre:el baq:eu per:fa fre:fr arm:hy ice:is geo:ka mao:mi mac:mk may:ms
-bur:my dut:nl rum:ro slo:sk alb:sq chi:zh iw:he in:id ji:yi jw:jv mo:ro bh:bh""".split())
+# Where the rule of `_base_code` gives another answer than this module always gave: the withdrawn
+# 639-1 `mo` (Moldavian) is Romanian; `hbs` and `tgl` are the 639-3 codes of lid.176's `sh` and
+# `tl`, which langcodes (after CLDR) reads as sr-Latn and fil; `bih` stays, not lid.176's `bh`.
+_KEPT = {"mo": "ro", "hbs": "sh", "tgl": "tl", "bih": "bih"}
 # The one code users expect for a language: the individual language a model (FLORES/GlotLID names)
 # labels stands for its macrolanguage; Norwegian is Bokmål. Applied only where no other label of
 # the same model already has that code.
@@ -77,11 +61,27 @@ def default_lid_model() -> str:
 
 
 def _base_code(code: str) -> str | None:
-    """An ISO 639 code (1, 2/B or 3) -> 639-1 where one exists, else the 639-3 code."""
-    if len(code) == 2:
-        code = _OTHER_NAMES.get(code, code)
-        return code if code in _ISO1_TO_3 or code in _OTHER_NAMES.values() else None
-    return _ISO3_TO_1.get(code) or _OTHER_NAMES.get(code) or code
+    """A lower-case ISO 639 code (1, 2/B or 3) -> 639-1 where one exists, else the code as given;
+    None for two letters that are no code. langcodes' replacement is taken only where it is the same
+    language under another code (`eng`, `ger`, `iw` -> `en`, `de`, `he`), never CLDR's merges
+    (`tl` -> `fil`, `prs` -> `fa`) or retired 639-3 codes' successors (`mol` -> `ro`)."""
+    if code in _KEPT:
+        return _KEPT[code]
+    if len(code) == 2 and not langcodes.tag_is_valid(code):
+        return None
+    standard = langcodes.Language.get(code).language
+    if standard and _alpha3(standard) & _alpha3(code):
+        return standard
+    return code
+
+
+def _alpha3(code: str) -> set[str]:
+    """A code's ISO 639-2 codes, terminology and bibliographic (`de` -> deu, ger)."""
+    language = langcodes.Language.get(code, normalize=False)
+    try:
+        return {language.to_alpha3("T"), language.to_alpha3("B")}
+    except LookupError:  # two letters langcodes does not know
+        return set()
 
 
 def normalize_lang_code(code: str) -> str | None:

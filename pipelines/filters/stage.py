@@ -16,8 +16,8 @@ from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
 from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir, file_input
-from pipelines.core.job import Context, Job
 from pipelines.core.engine import make_pipeline, run_pipeline
+from pipelines.core.job import Context, Job
 from pipelines.core.progress import count_in
 from pipelines.core.tables import ReadTable, WriteTable, write_rejected
 from pipelines.filters.langid import LanguageIdentifier

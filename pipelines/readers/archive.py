@@ -34,9 +34,22 @@ from warcio.recordloader import ArcWarcRecordLoader
 
 from pipelines.readers.base import InputError, Item, Reader, reject
 from pipelines.readers.streams import CHUNK, Cursor, StreamBreak
-from pipelines.readers.warc_record import COUNTED_TYPES, OTHER_TYPES, PAGE_TYPES, TEXT_TYPES, \
-    WARC_LINE, WARC_TAIL, BadRecord, CutShort, HeaderBudget, digest_matches, is_arc_line, \
-    contains_record_line, record_row, record_start
+from pipelines.readers.warc_record import (
+    COUNTED_TYPES,
+    OTHER_TYPES,
+    PAGE_TYPES,
+    TEXT_TYPES,
+    WARC_LINE,
+    WARC_TAIL,
+    BadRecord,
+    CutShort,
+    HeaderBudget,
+    contains_record_line,
+    digest_matches,
+    is_arc_line,
+    record_row,
+    record_start,
+)
 from schemas.config import ReadConfig
 
 

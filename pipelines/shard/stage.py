@@ -10,8 +10,8 @@ from __future__ import annotations
 import apache_beam as beam
 
 from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir
-from pipelines.core.job import Context, Job
 from pipelines.core.engine import make_pipeline, run_pipeline
+from pipelines.core.job import Context, Job
 from pipelines.core.progress import count_in
 from pipelines.core.tables import ReadTable, WriteTable, split_empty_text, write_rejected
 from schemas.config import EngineConfig, ShardConfig

@@ -1,61 +1,60 @@
 """Packing token shards without holding them: sorted runs on disk, merged by a stream.
 
-The encode step buffers documents' token arrays per destination shard and, whenever a worker holds
-`memory_limit` bytes (or its bundle ends), writes one *run* per shard it has documents for: the
-tokens of those documents back to back (`.tok`) and their sort keys and lengths (`.keys.npz`),
-sorted by key. A shard is then written by one worker that merges its runs: it sorts the keys of
-all runs (a few numbers per document, never the tokens), then copies each document's tokens from
-its run, reading every run front to back, into a temporary file renamed into place when whole.
-Once a shard is in place its runs are deleted, so the disk holds the corpus about once, not twice.
+The encode step buffers documents' token arrays per destination shard (`RunBuffer`, a
+`pipelines.core.spill.SpillBuffer`) and, whenever a worker holds `memory_limit` bytes (or its
+bundle ends), writes one *run* per shard it has documents for: the tokens of those documents back
+to back (`.tok`) and their sort keys and lengths (`.keys.npz`), sorted by key. A shard is then
+written by one worker that merges its runs by their keys (a few numbers per document, never the
+tokens), copying each document's tokens from its run, every run read front to back, into a
+temporary file renamed into place when whole. Once a shard is in place its runs are deleted, so
+the disk holds the corpus about once, not twice.
 """
 
 from __future__ import annotations
 
-import posixpath
-import uuid
+import itertools
+from operator import itemgetter
 
 import fsspec
 import numpy as np
+
+from pipelines.core.spill import (
+    SpillBuffer,
+    merge_sorted,
+    open_for_write,
+    remove_files,
+    write_then_rename,
+)
 
 RUNS_DIR = "runs"
 KEYS = ("k1", "k2", "k3")  # the sort key of a document: two hashes of its id, one of its tokens
 
 
-class RunBuffer:
-    """Token arrays by shard, held until `limit` bytes, then written as one sorted run each."""
+class RunBuffer(SpillBuffer):
+    """Token arrays by (split, shard), held up to `limit` bytes, written as one run per shard
+    sorted by key. `add` and `flush` return the runs written,
+    [((split, shard), (tok_url, keys_url, docs, tokens))]."""
 
-    def __init__(self, folder: str, limit: int):
-        self.folder, self.limit = folder, limit
-        self.docs: dict = {}  # (split, shard) -> list of (k1, k2, k3, tokens)
-        self.size = 0
-        self.peak = 0  # the most bytes held at once
+    sort_key = itemgetter(0, 1, 2)  # an item: (k1, k2, k3, tokens)
 
     def add(self, key: tuple[str, int], sort_key: tuple[int, int, int], tokens: np.ndarray):
-        """Add one document; returns the runs written if this filled the buffer."""
-        self.docs.setdefault(key, []).append((*sort_key, tokens))
-        self.size += tokens.nbytes
-        self.peak = max(self.peak, self.size)
-        return self.flush() if self.size >= self.limit else []
+        """Add one document; returns the runs written to make room for it."""
+        return self.put(key, (*sort_key, tokens), tokens.nbytes)
 
-    def flush(self) -> list:
-        """Write a run per shard; return [((split, shard), (tok_url, keys_url, docs, tokens))]."""
-        written = []
-        for (split, shard), docs in sorted(self.docs.items()):
-            docs.sort(key=lambda d: d[:3])
-            stem = posixpath.join(self.folder, f"{split}-{shard:05d}", uuid.uuid4().hex)
-            lengths = np.fromiter((len(d[3]) for d in docs), dtype=np.int64, count=len(docs))
-            with fsspec.open(stem + ".tok", "wb") as f:
-                for d in docs:
-                    f.write(d[3].tobytes())
-            with fsspec.open(stem + ".keys.npz", "wb") as f:
-                np.savez(f, lengths=lengths, **{name: np.fromiter(
-                    (d[i] for d in docs), dtype=np.uint64, count=len(docs))
-                    for i, name in enumerate(KEYS)})
-            written.append(((split, shard), (stem + ".tok", stem + ".keys.npz", len(docs),
-                                             int(lengths.sum()))))
-        self.docs.clear()
-        self.size = 0
-        return written
+    def run_folder(self, dest: tuple[str, int]) -> str:
+        split, shard = dest
+        return f"{split}-{shard:05d}"
+
+    def write_run(self, stem: str, dest, docs: list, size: int) -> tuple:
+        lengths = np.fromiter((len(d[3]) for d in docs), dtype=np.int64, count=len(docs))
+        with open_for_write(stem + ".tok") as f:
+            for d in docs:
+                f.write(d[3].tobytes())
+        with open_for_write(stem + ".keys.npz") as f:
+            np.savez(f, lengths=lengths, **{name: np.fromiter(
+                (d[i] for d in docs), dtype=np.uint64, count=len(docs))
+                for i, name in enumerate(KEYS)})
+        return stem + ".tok", stem + ".keys.npz", len(docs), int(lengths.sum())
 
 
 def _read_keys(url: str) -> dict:
@@ -63,14 +62,20 @@ def _read_keys(url: str) -> dict:
         return {name: data[name] for name in data.files}
 
 
-def merge_order(keys: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """(run of each document, its length) in shard order: by (k1, k2, k3). Each run is sorted
-    the same way, so every run is read front to back."""
-    runs = np.concatenate([np.full(len(k["lengths"]), r, dtype=np.int32)
-                           for r, k in enumerate(keys)])
-    lengths = np.concatenate([k["lengths"] for k in keys])
-    order = np.lexsort(tuple(np.concatenate([k[name] for k in keys]) for name in reversed(KEYS)))
-    return runs[order], lengths[order]
+def _keyed(keys: dict, run: int, chunk: int = 4096):
+    """(k1, k2, k3, run, length) of a run's documents, in its order, as Python numbers a chunk at
+    a time (the keys stay numpy arrays)."""
+    for a in range(0, len(keys["lengths"]), chunk):
+        yield from zip(*(keys[name][a:a + chunk].tolist() for name in KEYS),
+                       itertools.repeat(run), keys["lengths"][a:a + chunk].tolist())
+
+
+def merge_order(keys: list[dict]):
+    """(run of each document, its length) in shard order: by (k1, k2, k3), equal keys (identical
+    documents) by run. Each run is sorted the same way, so every run is read front to back."""
+    streams = [_keyed(k, run) for run, k in enumerate(keys)]
+    for *_, run, length in merge_sorted(streams, key=itemgetter(0, 1, 2)):
+        yield run, length
 
 
 def shard_in_place(fs, bin_path: str, idx_path: str, itemsize: int) -> tuple[int, int] | None:
@@ -99,35 +104,30 @@ def write_shard(runs: list[tuple[str, str]], bin_url: str, idx_url: str, dtype: 
         return done
     runs = sorted(runs)  # a fixed order: ties in key are identical documents anyway
     keys = [_read_keys(keys_url) for _, keys_url in runs]
-    order, lengths = merge_order(keys)
     block = int(min(4 << 20, max(64 << 10, buffer_bytes // (len(runs) + 1))))
-    tag = uuid.uuid4().hex[:8]
-    tmp_bin, tmp_idx = f"{bin_path}.tmp-{tag}", f"{idx_path}.tmp-{tag}"
-    sizes = (lengths * dtype.itemsize).tolist()
+    lengths = []
     readers = [fsspec.open(tok_url, "rb", block_size=block).open() for tok_url, _ in runs]
     try:
-        with fs.open(tmp_bin, "wb", block_size=block) as out:
+        with write_then_rename(bin_url, block_size=block) as out:
             pending, held = [], 0
-            for run, size in zip(order.tolist(), sizes):
+            for run, length in merge_order(keys):
+                size = length * dtype.itemsize
                 chunk = readers[run].read(size)
                 if len(chunk) != size:
-                    raise IOError(f"token run {runs[run][0]} ends early: wanted {size} bytes, "
+                    raise OSError(f"token run {runs[run][0]} ends early: wanted {size} bytes, "
                                   f"read {len(chunk)}")
                 pending.append(chunk)
                 held += size
+                lengths.append(length)
                 if held >= block:
                     out.write(b"".join(pending))
                     pending, held = [], 0
             out.write(b"".join(pending))
+            with write_then_rename(idx_url) as f:  # in place first: a .bin in place is whole
+                f.write(np.cumsum(np.array(lengths, dtype=np.int64), dtype=np.uint64)
+                        .astype("<u8").tobytes())
     finally:
         for reader in readers:
             reader.close()
-    with fs.open(tmp_idx, "wb") as f:
-        f.write(np.cumsum(lengths, dtype=np.uint64).astype("<u8").tobytes())
-    fs.mv(tmp_idx, idx_path)
-    fs.mv(tmp_bin, bin_path)  # last: a .bin in place is a whole shard
-    for urls in runs:
-        for url in urls:
-            run_fs, path = fsspec.core.url_to_fs(url)
-            run_fs.rm(path)
-    return len(lengths), int(lengths.sum())
+    remove_files([url for urls in runs for url in urls])
+    return len(lengths), sum(lengths)

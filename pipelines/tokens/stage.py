@@ -29,14 +29,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
-from apache_beam.transforms import window
-from apache_beam.utils.windowed_value import WindowedValue
 
-from pipelines.core.contract import (DATA_DIR, REJECTED_DIR, StageDir, file_input, sha256_file,
-                                     streaming_parquet)
-from pipelines.core.job import Context, Job
+from pipelines.core.contract import (
+    DATA_DIR,
+    REJECTED_DIR,
+    StageDir,
+    file_input,
+    sha256_file,
+    streaming_parquet,
+)
 from pipelines.core.engine import make_pipeline, run_pipeline
+from pipelines.core.job import Context, Job
 from pipelines.core.progress import count_in
+from pipelines.core.spill import remove_folder, windowed
 from pipelines.core.tables import ReadTable, write_rejected
 from pipelines.tokens.pack import RUNS_DIR, RunBuffer, write_shard
 from pipelines.tokens.tokenizer import (
@@ -80,10 +85,6 @@ class DocumentKeys:
 def document_split(doc_id: str, seed: int, val_fraction: float) -> str:
     """`train` or `val`: a pure function of the id and the seed (no list of ids anywhere)."""
     return DocumentKeys(doc_id, seed).split(val_fraction)
-
-
-def _windowed(value):
-    return WindowedValue(value, window.GlobalWindow().max_timestamp(), [window.GlobalWindow()])
 
 
 # --- the tokenizer's sample ---------------------------------------------------------------------
@@ -166,7 +167,7 @@ class WriteSample(beam.DoFn):
         if self.writer is not None:
             self.writer.close()
             self.file.close()
-            yield _windowed(self.url)
+            yield windowed(self.url)
 
 
 def draw_sample(stage: StageDir, urls: list[str], config: TokenizeConfig, seed: int,
@@ -321,22 +322,22 @@ class EncodeDocuments(beam.DoFn):
 
     def _runs(self, written):
         if written:
-            self.held.update(self.buffer.peak)
+            self.held.update(self.buffer.peak_size)
             self.runs.inc(len(written))
         yield from written
 
     def finish_bundle(self):
         for item in self._encode():
             if isinstance(item, pvalue.TaggedOutput):
-                yield pvalue.TaggedOutput(item.tag, _windowed(item.value))
+                yield pvalue.TaggedOutput(item.tag, windowed(item.value))
             else:
-                yield _windowed(item)
+                yield windowed(item)
         for item in self._runs(self.buffer.flush()):
-            yield _windowed(item)
+            yield windowed(item)
 
 
 class WriteTokenShard(beam.DoFn):
-    """One shard from its runs, merged as a stream (`token_pack.write_shard`)."""
+    """One shard from its runs, merged as a stream (`pack.write_shard`)."""
 
     def __init__(self, data_url: str, dtype: str, memory_limit: int):
         self.data_url, self.dtype, self.memory_limit = data_url, dtype, memory_limit
@@ -382,8 +383,7 @@ def build_tokenize(stage: StageDir, corpus_urls: list[str], config: TokenizeConf
 
 
 def clean_work(stage: StageDir) -> None:
-    if stage.fs.exists(stage.local(WORK_DIR)):
-        stage.fs.rm(stage.local(WORK_DIR), recursive=True)
+    remove_folder(stage.url(WORK_DIR))
 
 
 def token_info(stage: StageDir, dataset_manifest_sha256: str, config: TokenizeConfig,
