@@ -68,14 +68,15 @@ def load(out, name):
     return torch.load(out / f"{name}.pt", weights_only=False)
 
 
-def assert_states_equal(a: dict, b: dict, exact: bool = True):
+def assert_states_equal(a: dict, b: dict, exact: bool = True, rtol: float = 1e-4):
     """Model and optimizer states (full, keyed by parameter name) are equal: bit for bit after a
-    checkpoint round trip; within float tolerance between runs on 1 and 2 processes, whose sums
-    are in other orders (Adam's moments of near-zero gradients then differ in relative terms, so
-    they are compared against the tensor's scale)."""
+    checkpoint round trip; within float tolerance between runs whose sums are in other orders
+    (1 and 2 processes; DDP's all-reduce and FSDP2's reduce-scatter, which gloo may add up in
+    another order: seen 7e-9 apart on CI). Adam's moments of near-zero gradients then differ in
+    relative terms, so they are compared against the tensor's scale."""
     def close(x, y, what):
         scale = float(y.abs().max()) if y.numel() else 0.0
-        tolerance = {"rtol": 0, "atol": 0} if exact else {"rtol": 1e-4, "atol": 1e-3 * scale}
+        tolerance = {"rtol": 0, "atol": 0} if exact else {"rtol": rtol, "atol": 10 * rtol * scale}
         torch.testing.assert_close(x, y, **tolerance, msg=lambda m: f"{what}: {m}")
 
     assert a["model"].keys() == b["model"].keys()
@@ -100,7 +101,8 @@ def test_ddp_and_fsdp_on_two_processes_train_like_one_process_on_the_whole_batch
     assert min(reference["norms"]) > 0.5  # the clipping was active at every step
     for mode in ("ddp", "fsdp"):
         assert_states_equal(load(out, f"{mode}_final"), reference["final"], exact=False)
-    assert_states_equal(load(out, "ddp_final"), load(out, "fsdp_final"))  # the same arithmetic
+    # the same arithmetic but for the order of one sum: 100 times closer than to one process
+    assert_states_equal(load(out, "ddp_final"), load(out, "fsdp_final"), exact=False, rtol=1e-6)
 
 
 def test_gradient_accumulation_reduces_in_the_last_micro_step_only(runs):
