@@ -1,5 +1,15 @@
-"""Shared fixtures: the real data beside the repository, an isolated Prefect home."""
+"""Shared fixtures: the real data beside the repository, an isolated Prefect home, and one real
+Prefect server for the whole session.
 
+Without PREFECT_API_URL every process that runs a flow starts Prefect's temporary server, which
+costs 10-25 s on 2 busy cores; the suite runs a hundred flows in subprocesses. So the session
+starts one `prefect server start` (tests/prefect_server.py, on a free loopback port, its SQLite
+under the session's PREFECT_HOME, no UI, no scheduler) and every test and CLI subprocess talks to
+it. Tests of the temporary server itself (a user's first run) or of a scheduler start their own.
+Set PREFECT_API_URL yourself to use another server.
+"""
+
+import atexit
 import os
 import tempfile
 from pathlib import Path
@@ -17,6 +27,29 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 # INFO lines logged at interpreter exit would hit pytest's already-closed capture streams.
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+_SESSION_SERVER = None
+
+
+def pytest_configure(config):
+    """Starts the session's Prefect server before any test module imports Prefect (whose root
+    settings read PREFECT_API_URL at import); it comes up while the tests are collected."""
+    global _SESSION_SERVER
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    from tests.prefect_server import PrefectServer
+
+    home = Path(os.environ["PREFECT_HOME"])
+    _SESSION_SERVER = PrefectServer(home, ui=False, scheduler=False).start()
+    os.environ["PREFECT_API_URL"] = _SESSION_SERVER.api_url
+    # stopped at exit, after the handlers Prefect registers later (atexit runs them last first)
+    # have sent their last logs to it
+    atexit.register(_SESSION_SERVER.__exit__, None, None, None)
+
+
+def pytest_collection_finish(session):
+    if _SESSION_SERVER is not None and session.items:
+        _SESSION_SERVER.wait_ready()
 
 
 def shared(*parts: str) -> Path:

@@ -31,13 +31,15 @@ def free_port() -> int:
 class PrefectServer:
     """`prefect server start` on 127.0.0.1 with its scheduler looping every `scheduler_loop_s`."""
 
-    def __init__(self, home: Path, scheduler_loop_s: float = 5.0, ui: bool = True):
+    def __init__(self, home: Path, scheduler_loop_s: float = 5.0, ui: bool = True,
+                 scheduler: bool = True):
         self.home = Path(home)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api_url = f"{self.url}/api"
         self.scheduler_loop_s = scheduler_loop_s
         self.ui = ui
+        self.scheduler = scheduler
         self.proc: subprocess.Popen | None = None
         self.log_path = self.home / "server.log"
 
@@ -49,9 +51,14 @@ class PrefectServer:
         return env
 
     def __enter__(self) -> "PrefectServer":
+        return self.start().wait_ready()
+
+    def start(self) -> "PrefectServer":
+        """Starts the server process and returns at once (`wait_ready` waits for it)."""
         self.home.mkdir(parents=True, exist_ok=True)
         env = self.env(
             PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS=str(self.scheduler_loop_s),
+            PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="true" if self.scheduler else "false",
             PREFECT_SERVER_UI_ENABLED="true" if self.ui else "false",
             # the UI's pages call the API at this URL (else 127.0.0.1:4200, another server's)
             PREFECT_SERVER_UI_API_URL=self.api_url,
@@ -62,7 +69,12 @@ class PrefectServer:
             [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
              "--port", str(self.port)], env=env, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True)
-        deadline = time.monotonic() + 120
+        return self
+
+    def wait_ready(self, timeout_s: float = 120) -> "PrefectServer":
+        """Returns once the server answers /api/health; raises with its log if it exited or
+        did not answer in time."""
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"prefect server exited ({self.proc.returncode}):\n"
@@ -75,7 +87,7 @@ class PrefectServer:
                 pass
             time.sleep(0.5)
         self.__exit__(None, None, None)
-        raise RuntimeError("prefect server did not answer /api/health within 120 s")
+        raise RuntimeError(f"prefect server did not answer /api/health within {timeout_s:.0f} s")
 
     def __exit__(self, *exc) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -85,3 +85,16 @@ def test_trainer_runs_without_prefect_or_beam():
             "import trainer.train, trainer.launch, trainer.data, trainer.model\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    """The quick start's second line is the command CI runs, and it installs what the suite
+    needs (chromium for the UI test) rather than leaving it to CI."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Quick start", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    lines = block.strip().splitlines()
+    assert len(lines) == 2, lines
+    install, test = lines
+    assert "corpus demo" in install and "pytest" in test and "tests.needs" in test
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()
+    assert ci[-1] == test, (ci[-1], test)

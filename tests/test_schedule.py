@@ -152,7 +152,14 @@ def test_serve_without_a_server_is_one_line(tmp_path):
     assert bad.returncode == 2 and "--cron '61 * * * *'" in bad.stderr
 
 
-def test_refresh_twice_archives_the_first_snapshot_and_finds_nothing_new(tmp_path, site):
+def test_an_interrupted_refresh_resumes_and_the_next_archives_it_and_finds_nothing_new(
+        tmp_path, site):
+    """A refresh that stopped after its filter stage (markers of the later stages absent, as
+    after Ctrl-C) is finished by the next refresh under the same snapshot name: its pages are
+    published, not moved to snapshots/ unprocessed and then found unchanged. The refresh after
+    that archives the snapshot and, every page answering 304, finds nothing new."""
+    import shutil
+
     dataset = tmp_path / "dataset"
     crawl = ["--allow-address", "127.0.0.1/32", "--delay", "0", "-q"]
     first = subprocess.run([str(BIN / "corpus"), "refresh", "--output", str(dataset), "--seeds",
@@ -161,7 +168,18 @@ def test_refresh_twice_archives_the_first_snapshot_and_finds_nothing_new(tmp_pat
     assert first.returncode == 0, first.stderr[-3000:]
     manifest = json.loads((dataset / "tokenize" / "manifest.json").read_text())
     assert manifest["counts"]["records_out"] > 0
+    tokens = (dataset / "tokenize" / "data").glob("*.bin")
+    kept = {p.name: p.read_bytes() for p in tokens}
+    for stage in ("dedup", "shard", "tokenize"):
+        shutil.rmtree(dataset / stage)
     # no --seeds: the refresh takes the ones the dataset recorded
+    again = subprocess.run([str(BIN / "corpus"), "refresh", "--output", str(dataset), *crawl],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((dataset / "dataset.json").read_text())["snapshot"] == "one"
+    assert not (dataset / "snapshots").exists()
+    assert {p.name: p.read_bytes() for p in (dataset / "tokenize" / "data").glob("*.bin")} == kept
+
     second = subprocess.run([str(BIN / "corpus"), "refresh", "--output", str(dataset), *crawl],
                             capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
@@ -187,27 +205,3 @@ def test_a_refresh_whose_crawl_archives_nothing_fails_in_one_line(tmp_path):
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("corpus: error: snapshot ") and "the crawl archived no page (" in last
     assert "nothing new" not in out.stdout + out.stderr
-
-
-def test_an_interrupted_refresh_is_resumed_not_archived(tmp_path, site):
-    """A refresh that stopped after its filter stage (markers of the later stages absent, as
-    after Ctrl-C) is finished by the next refresh under the same snapshot name: its pages are
-    published, not moved to snapshots/ unprocessed and then found unchanged."""
-    import shutil
-
-    dataset = tmp_path / "dataset"
-    crawl = ["--allow-address", "127.0.0.1/32", "--delay", "0", "-q"]
-    first = subprocess.run([str(BIN / "corpus"), "refresh", "--output", str(dataset), "--seeds",
-                            site, "--snapshot", "one", *crawl],
-                           capture_output=True, text=True, timeout=300)
-    assert first.returncode == 0, first.stderr[-3000:]
-    tokens = (dataset / "tokenize" / "data").glob("*.bin")
-    kept = {p.name: p.read_bytes() for p in tokens}
-    for stage in ("dedup", "shard", "tokenize"):
-        shutil.rmtree(dataset / stage)
-    again = subprocess.run([str(BIN / "corpus"), "refresh", "--output", str(dataset), *crawl],
-                           capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert json.loads((dataset / "dataset.json").read_text())["snapshot"] == "one"
-    assert not (dataset / "snapshots").exists()
-    assert {p.name: p.read_bytes() for p in (dataset / "tokenize" / "data").glob("*.bin")} == kept

@@ -44,7 +44,8 @@ def chromium() -> str:
     path = shutil.which("chromium")
     if not path:
         pytest.fail("chromium is not installed: the UI test drives Debian's chromium "
-                    "(apt-get install chromium; .ci/run installs it)", pytrace=False)
+                    "(apt-get install chromium as root; the README's test command installs it "
+                    "with `python -m tests.needs`)", pytrace=False)
     return path
 
 
