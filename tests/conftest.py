@@ -25,6 +25,11 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # A temporary server starts in a few seconds, but on 2 busy cores it has been seen to miss
 # Prefect's default of 20 s: a test (and the CLI it starts) waits longer rather than fail.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+# Beam in this process rather than in 2 worker processes started for every stage (about 5 s of
+# CPU a stage on 2 cores): the same bytes (tests/test_tables.py, test_shard_tokenize.py and
+# test_dedup.py compare 1 in-memory worker with 2 worker processes); a test about worker
+# processes asks for them (`--running-mode multi_processing`, or its own config).
+os.environ.setdefault("CORPUS_SET", "engine.running_mode=in_memory")
 # INFO lines logged at interpreter exit would hit pytest's already-closed capture streams.
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 

@@ -16,7 +16,8 @@ def config_of(*args):
     return config_from(parser().parse_args(["config", "show", *args]))
 
 
-def test_a_file_sets_every_section_and_flags_win(tmp_path):
+def test_a_file_sets_every_section_and_flags_win(tmp_path, monkeypatch):
+    monkeypatch.delenv("CORPUS_SET", raising=False)  # the suite's own (tests/conftest.py)
     path = tmp_path / "corpus.toml"
     path.write_text('seed = 3\nsnapshot = "2026-w48"\n[dedup]\nthreshold = 0.7\nkeep = '
                     '"longest_text"\n[filter.quality]\nmin_chars = 80\n[tokenize]\n'
@@ -30,6 +31,19 @@ def test_a_file_sets_every_section_and_flags_win(tmp_path):
     assert (cfg.train.n_layer, cfg.train.n_embd, cfg.train.block_size) == (12, 768, 1024)
     assert cfg.crawl.seeds == ("https://example.org/",) and cfg.crawl.delay_s == 2
     assert config_of() == PipelineConfig()
+
+
+def test_the_environment_sets_under_the_file_and_the_flags(tmp_path, monkeypatch):
+    monkeypatch.setenv("CORPUS_SET", "seed=5; dedup.threshold=0.6;engine.workers=3")
+    cfg = config_of()
+    assert (cfg.seed, cfg.dedup.threshold, cfg.engine.workers) == (5, 0.6, 3)
+    path = tmp_path / "corpus.toml"
+    path.write_text("seed = 4\n")
+    cfg = config_of("--config", str(path), "--workers", "1")
+    assert (cfg.seed, cfg.dedup.threshold, cfg.engine.workers) == (4, 0.6, 1)
+    monkeypatch.setenv("CORPUS_SET", "dedup.threshhold=0.6")
+    with pytest.raises(UserError, match=r"CORPUS_SET: --set dedup\.threshhold: no such setting"):
+        config_of()
 
 
 def test_mistakes_name_their_key(tmp_path):

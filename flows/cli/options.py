@@ -235,13 +235,30 @@ def flag_settings(args) -> dict:
     return data
 
 
+ENV_SETTINGS = "CORPUS_SET"  # settings from the environment: "engine.workers=1;seed=3"
+
+
+def env_settings() -> dict:
+    """The settings of CORPUS_SET, `section.key=value` as for `--set`, separated by `;`."""
+    given: dict = {}
+    for text in os.environ.get(ENV_SETTINGS, "").split(";"):
+        if text.strip():
+            try:
+                path, value = parse_set(text.strip())
+            except UserError as err:
+                raise UserError(f"{ENV_SETTINGS}: {err}") from None
+            nest(given, path, value)
+    return given
+
+
 def config_from(args, **fixed) -> PipelineConfig:
-    """The defaults, then `--config`, then each `--set`, then the flags (and `fixed`, nested
-    settings a command decides itself), checked by the model."""
-    data: dict = {}
+    """The defaults, then CORPUS_SET from the environment, then `--config`, then each `--set`,
+    then the flags (and `fixed`, nested settings a command decides itself), checked by the
+    model."""
+    data: dict = env_settings()
     if getattr(args, "config", None):
         try:
-            data = load(args.config)
+            data = merge(data, load(args.config))
         except ConfigFileError as err:
             raise UserError(str(err)) from None
     given: dict = {}
