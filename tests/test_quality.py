@@ -9,7 +9,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
 
-from pipelines.filters.quality import (
+from pipelines.filters.gopher import (
     C4Filter,
     FineWebFilter,
     GopherQuality,

@@ -2,7 +2,7 @@
 
 Documents are taken in batches (`beam.BatchElements`) so language ID makes one model call per
 batch (`pipelines/filters/langid.py`). Language comes first because the quality rules depend on it
-(English stop words, mean word length, sentence punctuation: `pipelines/filters/quality.py`); the
+(English stop words, mean word length, sentence punctuation: `pipelines/filters/gopher.py`); the
 keep-list comes right after it, as the cheapest drop. Kept documents get `lang`, `lang_score`,
 their quality signals and, last, their e-mail addresses, IP addresses and phone numbers replaced
 by placeholders (`pipelines/filters/pii.py`), counted per kind. Every drop is a rejected row with its
@@ -22,7 +22,7 @@ from pipelines.core.progress import count_in
 from pipelines.core.tables import ReadTable, WriteTable, write_rejected
 from pipelines.filters.langid import LanguageIdentifier
 from pipelines.filters.pii import PiiRedactor
-from pipelines.filters.quality import apply_filters, quality_filters
+from pipelines.filters.gopher import apply_filters, quality_filters
 from schemas.config import EngineConfig, FilterConfig
 from schemas.document import DOCUMENT_SCHEMA, reject_document
 
