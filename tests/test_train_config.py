@@ -40,3 +40,17 @@ def test_several_nodes_meet_at_a_rendezvous():
                     "--rdzv-endpoint=10.0.0.1:29500", "--rdzv-id=run7"]
     with pytest.raises(ValueError, match="endpoint"):
         rendezvous_args(2, 0, None)
+
+
+def test_the_trainer_entry_point_reads_every_field_from_its_flags():
+    """`python -m trainer.train` (what torchrun starts) has one flag per TrainConfig field, read
+    as text and converted by the model's validation; a bad value is the model's error."""
+    from trainer.train import config_from_args, parse_args
+
+    base = ["--tokens", "t", "--out", "o"]
+    cfg = config_from_args(parse_args(base + ["--steps", "7", "--dropout", "0.25",
+                                              "--compile", "off", "--sample-prompt", "Hi"]))
+    assert (cfg.steps, cfg.dropout, cfg.compile, cfg.sample_prompt) == (7, 0.25, "off", "Hi")
+    assert config_from_args(parse_args(base)) == TrainConfig()
+    with pytest.raises(ValueError, match="steps"):
+        config_from_args(parse_args(base + ["--steps", "seven"]))

@@ -418,6 +418,13 @@ def _finish(s: _Setup, cfg: TrainConfig, rt: _Runtime, runlog: RunLog, log, *, t
     return result
 
 
+def _train_fields():
+    """TrainConfig's fields with their pydantic FieldInfo (help text, default)."""
+    for f in fields(TrainConfig):
+        info = TrainConfig.__pydantic_fields__[f.name]
+        yield f.name, info
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train a GPT on packed token shards (under torchrun).")
     p.add_argument("--tokens", required=True, help="token folder (the dataset's tokenize/)")
@@ -427,9 +434,9 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true",
                    help="continue from the newest complete checkpoint under OUT/checkpoints")
     p.add_argument("--config-json", help="a JSON file of TrainConfig fields")
-    for f in fields(TrainConfig):
-        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None,
-                       help=f"default {f.default!r}")
+    for name, info in _train_fields():  # read as text; TrainConfig's validation converts it
+        p.add_argument("--" + name.replace("_", "-"), default=None, metavar="V",
+                       help=f"{info.description or name} (default {info.get_default()!r})")
     return p.parse_args(argv)
 
 
@@ -440,9 +447,9 @@ def config_from_args(args) -> TrainConfig:
             values.update(json.load(fh))
     if args.preset:  # a preset's shape, then whatever else the command line sets
         values.update(MODEL_PRESETS.get(args.preset, {}))
-    for f in fields(TrainConfig):
-        if getattr(args, f.name) is not None:
-            values[f.name] = getattr(args, f.name)
+    for name, _ in _train_fields():
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
     return TrainConfig(**values)
 
 

@@ -20,13 +20,11 @@ CHUNK = 1 << 16
 
 @dataclass(frozen=True)
 class SitemapLimits:
-    """The sitemaps protocol's own bounds (50,000 URLs and 50 MB uncompressed per file) and caps
-    on how far discovery goes."""
+    """The sitemaps protocol's own bounds on one file: 50 MB uncompressed and 50,000 URLs (how
+    many sitemaps a crawl reads is the crawl's `max_sitemaps`)."""
 
     max_bytes: int = 50_000_000  # per sitemap, after inflating
     max_urls: int = 50_000  # per sitemap
-    max_sitemaps: int = 1_000  # per crawl
-    max_urls_total: int = 1_000_000  # per crawl
 
 
 @dataclass

@@ -269,8 +269,7 @@ def discover(config: CrawlConfig, frontier: Frontier, store: RobotsStore,
         return pacer.fetch(fetch, url)
 
     robots = RobotsCache(store.wrap(paced), config.user_agent)
-    reader = SitemapReader(SitemapLimits(config.sitemap_max_bytes, config.sitemap_max_urls,
-                                         config.max_sitemaps))
+    reader = SitemapReader(SitemapLimits(config.sitemap_max_bytes, config.sitemap_max_urls))
     queue, seen = [], set()
     for seed in config.seeds:
         origin = f"{urlsplit(seed).scheme}://{urlsplit(seed).netloc}"

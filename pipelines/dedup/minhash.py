@@ -44,11 +44,6 @@ def normalize(text: str) -> str:
     return " ".join(fold(text).split())
 
 
-def text_hash(text: str) -> str:
-    """sha256 of the normalized text: equal for exact duplicates up to case, width and spaces."""
-    return hashlib.sha256(normalize(text).encode("utf-8")).hexdigest()
-
-
 def tokens(text: str) -> list[str]:
     """The text's tokens, as a regular expression says it (the reference `_token_hashes`
     follows)."""
@@ -178,7 +173,8 @@ class MinHasher:
         return self.sign(texts)[1]
 
     def sign(self, texts: list[str]) -> tuple[list[str], np.ndarray]:
-        """The texts' `text_hash` values and signatures, folding each text once."""
+        """The texts' `text_hash` values (sha256 of the normalized text: equal for exact duplicates
+        up to case, width and spaces) and signatures, folding each text once."""
         folded = [fold(t) for t in texts]
         hashes = [hashlib.sha256(" ".join(f.split()).encode("utf-8")).hexdigest()
                   for f in folded]

@@ -26,12 +26,11 @@ from pipelines.core.job import Context, Job
 from pipelines.core.progress import Tally
 from pipelines.core.tables import WriteTable, write_rejected
 from pipelines.extract.html import ExtractTimeout, TimedExtractor
-from pipelines.readers import detect_reader, read_records
+from pipelines.readers import READERS, detect_reader, read_records
 from schemas.config import EngineConfig, ExtractConfig, ReadConfig
 from schemas.document import DOCUMENT_SCHEMA, empty_document, rejected_record
 
 STAGE = "extract"
-TEXT_FORMATS_WITH_IDS = ("jsonl", "parquet")
 
 
 def document_id(url: str | None, content_digest: str, source: str = "") -> str:
@@ -148,7 +147,7 @@ class ExtractFiles(beam.DoFn):
         source = f"{rec['source_file'].rsplit('/', 1)[-1]}:{rec['source_offset']}"
         # A JSONL/Parquet record's own id is kept; an archive's record ids are random UUIDs
         # per crawl, so captures are named by URL and payload, the same in every crawl.
-        own_id = rec["id"] if rec["format"] in TEXT_FORMATS_WITH_IDS else None
+        own_id = rec["id"] if READERS[rec["format"]].keeps_ids else None
         yield empty_document(
             id=own_id or document_id(url, rec["digest"], source), url=url,
             host=_host(url), fetch_time=parse_fetch_time(rec["fetch_time"]),

@@ -8,7 +8,8 @@
 
 Formats: WARC, ARC and Common Crawl WET (`archive.py`), JSON Lines plain/gzip/zstd (`jsonl.py`),
 Parquet (`parquet.py`); detection by content (`detect.py`). A new format is one new `Reader`
-subclass and one entry in `READERS`.
+subclass (its name, extensions, `sniff`, `check` and `read`) and one entry in `READERS`: the
+detection, the folder listing, the error messages and the extract stage read what it declares.
 """
 
 from pipelines.readers.archive import ArchiveReader

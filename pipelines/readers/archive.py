@@ -32,7 +32,7 @@ import fsspec
 from warcio.limitreader import LimitReader
 from warcio.recordloader import ArcWarcRecordLoader
 
-from pipelines.readers.base import InputError, Item, Reader, reject
+from pipelines.readers.base import InputError, Item, Reader, reject, text_start
 from pipelines.readers.streams import CHUNK, Cursor, StreamBreak
 from pipelines.readers.warc_record import (
     COUNTED_TYPES,
@@ -267,11 +267,23 @@ class _Pass:
             cur.skip(len(line))
 
 
+_MAGIC = {"warc": b"WARC/", "arc": b"filedesc://", "wet": None}  # a WET is a WARC, probed
+
+
 class ArchiveReader(Reader):
     """WARC, ARC and WET files: one class, three names (the row's `format`)."""
 
     def __init__(self, name: str):
-        self.name = name
+        self.name, self.label = name, name.upper()
+        self.extensions = (f".{name}",)
+
+    def sniff(self, head: bytes, compression: str) -> bool:
+        magic = _MAGIC[self.name]
+        return magic is not None and text_start(head).startswith(magic) and compression != "zstd"
+
+    def resolve(self, url: str, config: ReadConfig | None = None) -> Reader:
+        found = probe_archive(url)  # it parsed the first records
+        return self if found == self.name else ArchiveReader(found)
 
     def read(self, url: str, config: ReadConfig, stage: str) -> Iterator[Item]:
         with fsspec.open(url, "rb") as f:

@@ -94,14 +94,39 @@ def lookup(record: dict, field: str):
     return value, None
 
 
+def text_start(head: bytes) -> bytes:
+    """The first bytes of a text format's content: after a byte order mark and white space."""
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n")
+
+
 class Reader:
-    """One input format. `read` never raises for a bad record, only for an unreadable file."""
+    """One input format. `read` never raises for a bad record, only for an unreadable file.
+
+    What a reader says about itself is all that detection, the input listing and the extract
+    stage know of it: its `name` (the row's `format`), the file name `extensions` that break
+    ties, `label` (in error messages), whether its records carry their own `id`
+    (`keeps_ids`), and `sniff`, which tells its files by their first bytes."""
 
     name = ""
+    label = ""
+    extensions: tuple[str, ...] = ()
+    keeps_ids = False  # records' own ids become document ids (archives' record ids do not)
+    empty_is_zero_records = True  # an empty file named like this format holds no record
+
+    def sniff(self, head: bytes, compression: str) -> bool:
+        """Whether a file whose first content bytes (decompressed) are `head`, compressed as
+        `compression` ("", "gzip" or "zstd"), is of this format."""
+        return False
 
     def check(self, url: str, config: ReadConfig | None = None) -> None:
         """Raise InputError unless the first record of `url` parses (and, given a config, the
         fields it names can exist in this file)."""
+
+    def resolve(self, url: str, config: ReadConfig | None = None) -> "Reader":
+        """The reader for `url` once it sniffed as this format, after `check`: itself, or a
+        variant the first records decide (a WARC that is a WET)."""
+        self.check(url, config)
+        return self
 
     def read(self, url: str, config: ReadConfig, stage: str) -> Iterator[Item]:
         raise NotImplementedError

@@ -21,20 +21,19 @@ from typing import Iterator
 import fsspec
 import zstandard
 
-from pipelines.readers.archive import ArchiveReader, probe_archive
+from pipelines.readers.archive import ArchiveReader
 from pipelines.readers.base import InputError, Item, Reader
 from pipelines.readers.jsonl import ZSTD_MAGIC, JsonlReader
 from pipelines.readers.parquet import ParquetReader
 from schemas.config import ReadConfig
 
-READERS: dict[str, Reader] = {
-    "warc": ArchiveReader("warc"), "arc": ArchiveReader("arc"), "wet": ArchiveReader("wet"),
-    "jsonl": JsonlReader(), "parquet": ParquetReader(),
-}
-EXTENSIONS = {".warc": "warc", ".arc": "arc", ".wet": "wet", ".jsonl": "jsonl",
-              ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+# Every format: a new one is one `Reader` subclass (in its own module) and one entry here.
+READERS: dict[str, Reader] = {reader.name: reader for reader in (
+    ArchiveReader("warc"), ArchiveReader("arc"), ArchiveReader("wet"), JsonlReader(),
+    ParquetReader())}
+EXTENSIONS = {ext: r.name for r in READERS.values() for ext in r.extensions}
 COMPRESSIONS = (".gz", ".zst", ".zstd")
-KNOWN = "WARC/ARC/WET/JSONL/Parquet"
+KNOWN = "/".join(r.label for r in READERS.values())
 
 
 def format_by_extension(url: str) -> str | None:
@@ -71,15 +70,9 @@ def sniff(url: str) -> tuple[str | None, bytes, str]:
     """(format family or None, first content bytes, compression) of a file, by its content."""
     with fsspec.open(url, "rb") as f:
         head, compression = _head(f)
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if head.startswith(b"PAR1") and not compression:
-        return "parquet", head, compression
-    if text.startswith(b"WARC/") and compression != "zstd":
-        return "warc", head, compression
-    if text.startswith(b"filedesc://") and compression != "zstd":
-        return "arc", head, compression
-    if text.startswith(b"{"):
-        return "jsonl", head, compression
+    for reader in READERS.values():
+        if reader.sniff(head, compression):
+            return reader.name, head, compression
     return None, head, compression
 
 
@@ -99,13 +92,9 @@ def detect_reader(url: str, config: ReadConfig | None = None) -> Reader:
                 raise InputError(f"{url}: not a {KNOWN} file (it starts with {what}"
                                  f"{head[:16]!r})")
             family = by_name  # an empty file: as its name says, zero records
-            if family in ("warc", "arc", "wet", "jsonl"):
+            if READERS[family].empty_is_zero_records:
                 return READERS[family]
-        if family in ("warc", "arc"):
-            return READERS[probe_archive(url)]  # the probe parsed the first records
-        reader = READERS[family]
-        reader.check(url, config)
-        return reader
+        return READERS[family].resolve(url, config)
     except InputError as err:
         message = str(err)
         raise InputError(message if message.startswith(url) else f"{url}: {message}") from None

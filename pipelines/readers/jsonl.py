@@ -17,7 +17,15 @@ from typing import Iterator
 import fsspec
 import zstandard
 
-from pipelines.readers.base import Item, Reader, lookup, metadata_json, reject, text_row
+from pipelines.readers.base import (
+    Item,
+    Reader,
+    lookup,
+    metadata_json,
+    reject,
+    text_row,
+    text_start,
+)
 from pipelines.readers.streams import Cursor, StreamBreak
 from schemas.config import ReadConfig
 
@@ -69,7 +77,12 @@ def open_lines(f) -> Cursor:
 
 
 class JsonlReader(Reader):
-    name = "jsonl"
+    name, label = "jsonl", "JSONL"
+    extensions = (".jsonl", ".ndjson", ".json")
+    keeps_ids = True
+
+    def sniff(self, head: bytes, compression: str) -> bool:
+        return text_start(head).startswith(b"{")
 
     def read(self, url: str, config: ReadConfig, stage: str) -> Iterator[Item]:
         cap = config.max_record_bytes

@@ -46,7 +46,13 @@ def open_parquet(f, url: str) -> pq.ParquetFile:
 
 
 class ParquetReader(Reader):
-    name = "parquet"
+    name, label = "parquet", "Parquet"
+    extensions = (".parquet",)
+    keeps_ids = True
+    empty_is_zero_records = False  # not even a footer: an error, as any broken Parquet file
+
+    def sniff(self, head: bytes, compression: str) -> bool:
+        return head.startswith(b"PAR1") and not compression  # binary: nothing before it
 
     def check(self, url: str, config: ReadConfig | None = None) -> None:
         with fsspec.open(url, "rb") as f:
