@@ -20,9 +20,10 @@ from pipelines.core.engine import make_pipeline, run_pipeline
 from pipelines.core.job import Context, Job
 from pipelines.core.progress import count_in
 from pipelines.core.tables import ReadTable, WriteTable, write_rejected
+from pipelines.filters.base import apply_filters
+from pipelines.filters.chain import quality_filters
 from pipelines.filters.langid import LanguageIdentifier
 from pipelines.filters.pii import PiiRedactor
-from pipelines.filters.gopher import apply_filters, quality_filters
 from schemas.config import EngineConfig, FilterConfig
 from schemas.document import DOCUMENT_SCHEMA, reject_document
 
