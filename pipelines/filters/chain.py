@@ -1,6 +1,7 @@
-"""The configured chain of quality filters, cheapest and most specific first: URL blocklist,
-length, letter ratio (`rules.py`), Gopher repetition, Gopher quality (`gopher.py`), C4
-(`c4.py`), FineWeb (`fineweb.py`)."""
+"""The filter stage's chain, in order: language ID (`langid.py`: the quality rules depend on the
+language), then the quality filters, cheapest and most specific first: URL blocklist, length,
+letter ratio (`rules.py`), Gopher repetition, Gopher quality (`gopher.py`), C4 (`c4.py`),
+FineWeb (`fineweb.py`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,14 @@ from pipelines.filters.base import DocumentFilter
 from pipelines.filters.c4 import C4Filter
 from pipelines.filters.fineweb import FineWebFilter
 from pipelines.filters.gopher import GopherQuality, GopherRepetition
+from pipelines.filters.langid import LanguageFilter
 from pipelines.filters.rules import AlphaRatio, MinLength, URLBlocklist
-from schemas.config import QualityConfig
+from schemas.config import FilterConfig, QualityConfig
+
+
+def filter_chain(config: FilterConfig) -> list[DocumentFilter]:
+    """Language ID and the keep-list, then the quality filters."""
+    return [LanguageFilter(config), *quality_filters(config.quality)]
 
 
 def quality_filters(config: QualityConfig) -> list[DocumentFilter]:
