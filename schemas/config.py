@@ -10,6 +10,7 @@ with other settings is never mistaken for a finished one.
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import re
 from dataclasses import asdict, fields, is_dataclass
@@ -537,6 +538,7 @@ class PipelineConfig:
     def from_dict(cls, data: dict) -> "PipelineConfig":
         """A config from nested settings (JSON, TOML, flags): unknown keys and bad values are
         ValueErrors that name the key (`filter.quality.min_words`)."""
+        data = renamed(data)
         check_keys(cls, data)
         try:
             return TypeAdapter(cls).validate_python(implied(data))
@@ -547,6 +549,43 @@ class PipelineConfig:
     def json_schema(cls) -> dict:
         """The JSON schema of the whole config (what a Prefect UI form is made from)."""
         return TypeAdapter(cls).json_schema()
+
+
+# Settings that have another name now: old dotted path -> new one. A file, a JSON config or a
+# --set with the old name keeps working (`renamed`). The rule sets of [filter.quality] each got
+# their own section, with every threshold: a yes/no switch is that section's `enabled`.
+RENAMED = {
+    "filter.quality.gopher_repetition": "filter.quality.gopher_repetition.enabled",
+    "filter.quality.gopher_quality": "filter.quality.gopher_quality.enabled",
+    "filter.quality.c4": "filter.quality.c4.enabled",
+    "filter.quality.c4_terminal_punct": "filter.quality.c4.terminal_punct",
+    "filter.quality.fineweb": "filter.quality.fineweb.enabled",
+    "filter.quality.fineweb_dup_line_chars": "filter.quality.fineweb.char_dup_ratio",
+}
+
+
+def renamed(data: dict) -> dict:
+    """Nested settings with the old names of `RENAMED` moved to the new ones (a copy; a value
+    that is a table is a section already, and stays). Old and new name both set: a ValueError."""
+    data = copy.deepcopy(data)
+    for old, new in RENAMED.items():
+        *parents, name = old.split(".")
+        table = data
+        for part in parents:
+            table = table.get(part) if isinstance(table, dict) else None
+        if not isinstance(table, dict) or name not in table or isinstance(table[name], dict):
+            continue
+        value = table.pop(name)
+        *parents, name = new.split(".")
+        table = data
+        for part in parents:
+            table = table.setdefault(part, {})
+        if not isinstance(table, dict):
+            raise ValueError(f"{'.'.join(parents)}: expected a table of settings, got {table!r}")
+        if name in table:
+            raise ValueError(f"{old} is now {new}: set only {new}")
+        table[name] = value
+    return data
 
 
 def implied(data: dict) -> dict:
