@@ -10,6 +10,7 @@ with other settings is never mistaken for a finished one.
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import re
 from dataclasses import asdict, fields, is_dataclass
@@ -201,10 +202,96 @@ class LangIdConfig:
 
 
 @dataclass(frozen=True, config=SECTION)
+class GopherRepetitionConfig:
+    """Gopher's repetition removal (Rae et al. 2021, table A1; `pipelines/filters/gopher.py`).
+    Fractions are of the characters of the non-empty lines unless said otherwise; a limit of
+    None turns its rule off."""
+
+    enabled: bool = setting(True, "Gopher's repetition rules")
+    dup_para_frac: float | None = setting(0.3, "paragraphs that repeat an earlier one, at most "
+                                          "(of the paragraphs)", ge=0, le=1)
+    dup_para_char_frac: float | None = setting(0.2, "characters in repeated paragraphs, at most",
+                                               ge=0, le=1)
+    dup_line_frac: float | None = setting(0.3, "lines that repeat an earlier one, at most (of "
+                                          "the lines)", ge=0, le=1)
+    dup_line_char_frac: float | None = setting(0.2, "characters in repeated lines, at most",
+                                               ge=0, le=1)
+    top_ngrams: tuple[tuple[int, float | None], ...] = setting(
+        ((2, 0.2), (3, 0.18), (4, 0.16)), "(n, limit): characters of the most frequent n-gram "
+        "(when it repeats), at most")
+    dup_ngrams: tuple[tuple[int, float | None], ...] = setting(
+        ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)),
+        "(n, limit): characters covered by repeated n-grams, at most")
+
+
+@dataclass(frozen=True, config=SECTION)
+class GopherQualityConfig:
+    """Gopher's quality filter (Rae et al. 2021, appendix A; `pipelines/filters/gopher.py`).
+    Words are estimated in every script; a limit of None turns its rule off."""
+
+    enabled: bool = setting(True, "Gopher's quality rules")
+    min_words: int | None = setting(50, "words, at least", ge=0)
+    max_words: int | None = setting(100_000, "words, at most", ge=0)
+    min_mean_word_length: float | None = setting(3.0, "mean word length, at least (not where "
+                                                 "words are written without spaces)", ge=0)
+    max_mean_word_length: float | None = setting(10.0, "mean word length, at most", ge=0)
+    max_symbol_word_ratio: float | None = setting(0.1, "'#' per word, and ellipses per word, at "
+                                                  "most", ge=0)
+    max_bullet_lines: float | None = setting(0.9, "lines starting with a bullet, at most",
+                                             ge=0, le=1)
+    max_ellipsis_lines: float | None = setting(0.3, "lines ending in an ellipsis, at most",
+                                               ge=0, le=1)
+    min_alpha_words: float | None = setting(0.8, "words with a letter, at least", ge=0, le=1)
+    min_stop_words: int | None = setting(2, "occurrences of the stop words, at least", ge=0)
+    stop_words: tuple[str, ...] = setting(("the", "be", "to", "of", "and", "that", "have",
+                                           "with"), "Gopher's stop words (English)")
+
+
+@dataclass(frozen=True, config=SECTION)
+class C4Config:
+    """C4's cleaning (Raffel et al. 2020, section 2.2; `pipelines/filters/c4.py`): lines are
+    removed, then the document is judged on what is left. A limit of None turns its rule off."""
+
+    enabled: bool = setting(True, "C4's rules")
+    terminal_punct: bool = setting(False, "drop lines without a sentence terminal, or ending in "
+                                   "an ellipsis (off, as in FineWeb)")
+    min_sentences: int | None = setting(5, "sentences in the kept lines, at least", ge=0)
+    min_words_per_line: int | None = setting(3, "lines with fewer words are removed", ge=0)
+    max_word_length: int | None = setting(1000, "lines with a longer word are removed", ge=0)
+    remove_citations: bool = setting(True, "cut Wikipedia citation marks ([1], [edit], "
+                                     "[citation needed]) and unwrap MediaWiki -{...}- markup")
+    lorem_ipsum: bool = setting(True, "drop the document on 'lorem ipsum' in a kept line")
+    javascript: bool = setting(True, "remove lines that mention javascript")
+    curly_bracket: bool = setting(True, "drop the document on '{' in a kept line")
+    policy: bool = setting(True, "remove cookie and terms-of-use lines")
+
+
+@dataclass(frozen=True, config=SECTION)
+class FineWebConfig:
+    """FineWeb's own rules (Penedo et al. 2024, section 3.5; `pipelines/filters/fineweb.py`),
+    over the non-empty lines. A limit of None turns its rule off."""
+
+    enabled: bool = setting(True, "FineWeb's rules")
+    line_punct_thr: float | None = setting(0.12, "drop when lines ending with a sentence "
+                                           "terminal are at most this share", ge=0, le=1)
+    short_line_thr: float | None = setting(0.67, "drop when short lines are at least this share",
+                                           ge=0, le=1)
+    short_line_length: int = setting(30, "a short line is at most this many columns wide", ge=0)
+    char_dup_ratio: float | None = setting(0.1, "drop when characters in lines that repeat an "
+                                           "earlier one are at least this share (FineWeb "
+                                           "paper's value; datatrove's code default: 0.01)",
+                                           ge=0, le=1)
+    new_line_ratio: float | None = setting(0.3, "drop when there are more line breaks per word",
+                                           ge=0)
+
+
+@dataclass(frozen=True, config=SECTION)
 class QualityConfig:
     """Quality filters (`pipelines/filters/`), in this order: URL blocklist, length, letter
-    ratio, Gopher repetition, Gopher quality, C4, FineWeb. Thresholds are the published ones,
-    kept in the filter classes; here: which rule sets run, where language-specific rules apply."""
+    ratio (`rules.py`), Gopher repetition, Gopher quality (`gopher.py`), C4 (`c4.py`), FineWeb
+    (`fineweb.py`). Every threshold is declared here, once, with the published value as its
+    default (each rule set in its own section, which `enabled` turns off); the filter classes
+    hold none of their own. The language lists apply to several rule sets."""
 
     min_chars: int = setting(200, "documents shorter than this are too_short", ge=0)
     min_alpha_ratio: float = setting(0.6, "letters and marks (Unicode L*, M*) among non-space "
@@ -212,21 +299,17 @@ class QualityConfig:
     url_blocklist: str | None = setting(None, "file of blocked domains or URLs, one per line, "
                                         "'#' comments (blocked_url reject)", flag="--blocklist",
                                         metavar="FILE", kind="path")
-    gopher_repetition: bool = setting(True, "Gopher's repetition rules")
-    gopher_quality: bool = setting(True, "Gopher's quality rules")
-    c4: bool = setting(True, "C4's rules")
-    c4_terminal_punct: bool = setting(False, "drop lines without a sentence terminal (off, as "
-                                      "in FineWeb)")
-    fineweb: bool = setting(True, "FineWeb's rules")
-    fineweb_dup_line_chars: float = setting(0.1, "FineWeb paper's value (datatrove's code "
-                                            "default: 0.01)", ge=0, le=1)
     stop_word_langs: tuple[str, ...] = setting(("en",), "languages Gopher's (English) stop "
                                                "word rule applies to")
     word_length_skip_langs: tuple[str, ...] = setting(
         ("zh", "ja", "ko", "th", "lo", "km", "my"), "languages without spaces between words: "
         "no mean word length rule")
     unpunctuated_langs: tuple[str, ...] = setting(("th", "lo"), "no full stop: punctuation "
-                                                  "rules off")
+                                                  "rules (C4, FineWeb) off")
+    gopher_repetition: GopherRepetitionConfig = section(GopherRepetitionConfig)
+    gopher_quality: GopherQualityConfig = section(GopherQualityConfig)
+    c4: C4Config = section(C4Config)
+    fineweb: FineWebConfig = section(FineWebConfig)
 
 
 @dataclass(frozen=True, config=SECTION)
@@ -455,6 +538,7 @@ class PipelineConfig:
     def from_dict(cls, data: dict) -> "PipelineConfig":
         """A config from nested settings (JSON, TOML, flags): unknown keys and bad values are
         ValueErrors that name the key (`filter.quality.min_words`)."""
+        data = renamed(data)
         check_keys(cls, data)
         try:
             return TypeAdapter(cls).validate_python(implied(data))
@@ -465,6 +549,43 @@ class PipelineConfig:
     def json_schema(cls) -> dict:
         """The JSON schema of the whole config (what a Prefect UI form is made from)."""
         return TypeAdapter(cls).json_schema()
+
+
+# Settings that have another name now: old dotted path -> new one. A file, a JSON config or a
+# --set with the old name keeps working (`renamed`). The rule sets of [filter.quality] each got
+# their own section, with every threshold: a yes/no switch is that section's `enabled`.
+RENAMED = {
+    "filter.quality.gopher_repetition": "filter.quality.gopher_repetition.enabled",
+    "filter.quality.gopher_quality": "filter.quality.gopher_quality.enabled",
+    "filter.quality.c4": "filter.quality.c4.enabled",
+    "filter.quality.c4_terminal_punct": "filter.quality.c4.terminal_punct",
+    "filter.quality.fineweb": "filter.quality.fineweb.enabled",
+    "filter.quality.fineweb_dup_line_chars": "filter.quality.fineweb.char_dup_ratio",
+}
+
+
+def renamed(data: dict) -> dict:
+    """Nested settings with the old names of `RENAMED` moved to the new ones (a copy; a value
+    that is a table is a section already, and stays). Old and new name both set: a ValueError."""
+    data = copy.deepcopy(data)
+    for old, new in RENAMED.items():
+        *parents, name = old.split(".")
+        table = data
+        for part in parents:
+            table = table.get(part) if isinstance(table, dict) else None
+        if not isinstance(table, dict) or name not in table or isinstance(table[name], dict):
+            continue
+        value = table.pop(name)
+        *parents, name = new.split(".")
+        table = data
+        for part in parents:
+            table = table.setdefault(part, {})
+        if not isinstance(table, dict):
+            raise ValueError(f"{'.'.join(parents)}: expected a table of settings, got {table!r}")
+        if name in table:
+            raise ValueError(f"{old} is now {new}: set only {new}")
+        table[name] = value
+    return data
 
 
 def implied(data: dict) -> dict:

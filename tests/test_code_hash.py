@@ -10,15 +10,15 @@ from tests.conftest import ROOT, shared
 
 
 def test_the_closure_follows_imports_and_an_edit_changes_only_its_importers(tmp_path):
-    assert "pipelines.filters.quality" in closure("pipelines.filters.stage")
-    assert "pipelines.filters.quality" not in closure("pipelines.extract.stage")
+    assert "pipelines.filters.gopher" in closure("pipelines.filters.stage")
+    assert "pipelines.filters.gopher" not in closure("pipelines.extract.stage")
     assert "pipelines.extract.html" in closure("pipelines.extract.stage")
     for package in ("pipelines", "schemas"):
         shutil.copytree(ROOT / package, tmp_path / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
     stages = ("pipelines.extract.stage", "pipelines.filters.stage")
     before = {m: code_fingerprint(m, tmp_path) for m in stages}
-    quality = tmp_path / "pipelines" / "filters" / "quality.py"
+    quality = tmp_path / "pipelines" / "filters" / "gopher.py"
     source = quality.read_text()
     quality.write_text(source + "\n# a comment\n")  # nothing that executes: nothing reruns
     code_fingerprint.cache_clear()
@@ -42,14 +42,14 @@ def test_moving_a_module_and_fixing_its_imports_reruns_nothing(tmp_path):
     moved = tmp_path / "pipelines" / "rules"
     moved.mkdir()
     (moved / "__init__.py").write_text('"""Rule sets."""\n')
-    (tmp_path / "pipelines" / "filters" / "quality.py").rename(moved / "quality.py")
+    (tmp_path / "pipelines" / "filters" / "gopher.py").rename(moved / "gopher.py")
     for path in (tmp_path / "pipelines").rglob("*.py"):
         text = path.read_text()
-        fixed = re.sub(r"\bpipelines\.filters\.quality\b", "pipelines.rules.quality", text)
+        fixed = re.sub(r"\bpipelines\.filters\.gopher\b", "pipelines.rules.gopher", text)
         if fixed != text:
             path.write_text(fixed.replace('"""', '"""Moved. ', 1))
     code_fingerprint.cache_clear()
-    assert "pipelines.rules.quality" in closure("pipelines.filters.stage", tmp_path)
+    assert "pipelines.rules.gopher" in closure("pipelines.filters.stage", tmp_path)
     assert code_fingerprint("pipelines.filters.stage", tmp_path) == before
 
 
@@ -67,9 +67,9 @@ def test_editing_the_filter_reruns_filter_and_what_follows(tmp_path, monkeypatch
     assert build() == {"extract": True, "filter": True, "dedup": True, "shard": True}
     real = code_hash.code_fingerprint
 
-    def edited(module, root=code_hash.ROOT):  # as if pipelines/filters/quality.py had been edited
+    def edited(module, root=code_hash.ROOT):  # as if pipelines/filters/gopher.py had been edited
         value = real(module, root)
-        return value[::-1] if "pipelines.filters.quality" in closure(module, root) else value
+        return value[::-1] if "pipelines.filters.gopher" in closure(module, root) else value
 
     monkeypatch.setattr(code_hash, "code_fingerprint", edited)
     assert build() == {"extract": True, "filter": False, "dedup": False, "shard": False}

@@ -71,6 +71,27 @@ def test_config_show_prints_toml_that_reads_back(tmp_path):
     one_line_error(corpus("config", "show", "--config", str(bad)), "shard.whatever")
 
 
+def test_each_rule_set_has_its_section_and_the_old_keys_still_work(tmp_path):
+    path = tmp_path / "old.toml"
+    path.write_text("[filter.quality]\ngopher_repetition = false\nc4 = false\n"
+                    "c4_terminal_punct = true\nfineweb_dup_line_chars = 0.2\n")
+    given = config_of("--config", str(path), "--set", "filter.quality.fineweb=false")
+    quality = given.filter.quality
+    assert not quality.gopher_repetition.enabled and quality.gopher_quality.enabled
+    assert not quality.c4.enabled and quality.c4.terminal_punct
+    assert not quality.fineweb.enabled and quality.fineweb.char_dup_ratio == 0.2
+    path.write_text("[filter.quality.gopher_quality]\nmin_words = 20\nmax_words = 1000\n"
+                    "[filter.quality.gopher_repetition]\ntop_ngrams = [[2, 0.25]]\n")
+    quality = config_of("--config", str(path)).filter.quality
+    assert (quality.gopher_quality.min_words, quality.gopher_quality.max_words) == (20, 1000)
+    assert quality.gopher_repetition.top_ngrams == ((2, 0.25),)
+    path.write_text("[filter.quality]\nc4_terminal_punct = true\n"
+                    "[filter.quality.c4]\nterminal_punct = false\n")
+    with pytest.raises(UserError, match=r"c4_terminal_punct is now filter\.quality\.c4\."
+                                         r"terminal_punct"):
+        config_of("--config", str(path))
+
+
 def test_crawl_settings_are_checked_before_anything_runs():
     from schemas.config import CrawlConfig
 

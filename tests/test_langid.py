@@ -6,8 +6,14 @@ from collections import Counter
 
 import pytest
 
-from pipelines.filters.langid import LanguageIdentifier, label_codes, normalize_lang_code
-from schemas.config import LangIdConfig, PipelineConfig
+from pipelines.filters.base import apply_filters
+from pipelines.filters.langid import (
+    LanguageFilter,
+    LanguageIdentifier,
+    label_codes,
+    normalize_lang_code,
+)
+from schemas.config import FilterConfig, LangIdConfig, PipelineConfig
 from tests.conftest import shared
 
 SENTENCES = 12  # a document is 12 consecutive sentences, as in bench/langid_accuracy.py
@@ -54,6 +60,29 @@ def test_one_fasttext_call_and_one_lingua_pass_per_batch(default_lid):
         del fasttext_model.predict, lingua.decide
     assert calls == {("fasttext", 15): 1, "lingua": 1}
     assert len(labels) == 15 and all(0.0 <= score <= 1.0 for _, score in labels)
+
+
+def test_the_language_filter_labels_the_batch_then_drops_with_reasons(default_lid):
+    step = LanguageFilter(FilterConfig(langs=("de", "fr"), min_lang_score=0.9))
+    step.identifier = default_lid  # the models loaded once for this module
+    calls = []
+    real = default_lid.predict
+    default_lid.predict = lambda texts: calls.append(len(texts)) or real(texts)
+    try:
+        docs = [{"id": lang, "text": documents(lang, 1)[0]} for lang in ("en", "de", "fr")]
+        docs.append({"id": "short", "text": "Merci, à demain."})
+        results = apply_filters(docs, [step])
+    finally:
+        del default_lid.predict
+    assert calls == [4]  # one model call for the batch
+    for doc, rejection in results:
+        lang, score = doc["lang"], doc["lang_score"]
+        expected = ("lang_not_kept" if lang not in ("de", "fr") else
+                    "low_lang_score" if score < 0.9 else None)
+        assert (rejection and rejection.reason) == expected, (doc["id"], lang, score)
+        assert rejection is None or rejection.detail == f"{lang} {score:.2f}"
+    assert [doc["lang"] for doc, _ in results[:3]] == ["en", "de", "fr"]
+    assert [r and r.reason for _, r in results[:3]] == ["lang_not_kept", None, None]
 
 
 def test_accuracy_over_known_languages(default_lid):

@@ -9,18 +9,20 @@ import apache_beam as beam
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
 
-from pipelines.filters.quality import (
-    C4Filter,
-    FineWebFilter,
-    GopherQuality,
-    GopherRepetition,
-    MinLength,
-    apply_filters,
-    quality_filters,
-    quality_signals,
-)
+from pipelines.filters.base import apply_filters, quality_signals
+from pipelines.filters.c4 import C4Filter
+from pipelines.filters.chain import quality_filters
+from pipelines.filters.fineweb import FineWebFilter
+from pipelines.filters.gopher import GopherQuality, GopherRepetition
+from pipelines.filters.rules import MinLength
 from pipelines.filters.textstats import TextStats, duplicate_ngram_chars, text_stats
-from schemas.config import QualityConfig
+from schemas.config import (
+    C4Config,
+    FineWebConfig,
+    GopherQualityConfig,
+    GopherRepetitionConfig,
+    QualityConfig,
+)
 from tests.beam_helpers import fn_api_pipeline
 from tests.conftest import shared
 
@@ -173,7 +175,7 @@ def test_junk_is_rejected_with_its_reason(text, lang, reason):
 
 def test_a_navigation_menu_is_junk_to_fineweb_too():
     menu = "\n".join(MENU)
-    assert reason(FineWebFilter(), menu, "de") == "fineweb_line_punct"
+    assert reason(FineWebFilter(QualityConfig()), menu, "de") == "fineweb_line_punct"
     assert reason(fineweb(short_line_thr=0.67), menu, "de") == "fineweb_short_lines"
 
 
@@ -204,7 +206,7 @@ def test_line_filter_text_is_returned_and_signals_follow_it():
 
 
 def test_drops_are_counted_in_beam_metrics():
-    step = MinLength(200)
+    step = MinLength(QualityConfig(min_chars=200))
     p = fn_api_pipeline()
     _ = (p | beam.Create([{"text": "Coming soon."}, {"text": "x" * 300}, {"text": ""}])
          | beam.Map(lambda doc: step.filter_batch([doc])))
@@ -241,13 +243,19 @@ REPETITION_OFF = dict(dup_para_frac=None, dup_para_char_frac=None, dup_line_frac
                       dup_line_char_frac=None, top_ngrams=(), dup_ngrams=())
 
 
+def repetition(**rule) -> GopherRepetition:
+    """Gopher's repetition filter with only `rule` on."""
+    return GopherRepetition(QualityConfig(
+        gopher_repetition=GopherRepetitionConfig(**{**REPETITION_OFF, **rule})))
+
+
 @pytest.mark.parametrize("sep,unit", [("\n", "line"), ("\n\n", "para")])
 def test_gopher_duplicate_line_and_paragraph_fractions(sep, unit):
-    frac = GopherRepetition(**{**REPETITION_OFF, f"dup_{unit}_frac": 0.3})
+    frac = repetition(**{f"dup_{unit}_frac": 0.3})
     unique = [f"This is line number {i} of the page." for i in range(70)]
     assert reason(frac, sep.join(unique + [unique[0]] * 30)) is None  # 30 of 100 repeat
     assert reason(frac, sep.join(unique[:69] + [unique[0]] * 31)) == f"gopher_dup_{unit}_frac"
-    chars = GopherRepetition(**{**REPETITION_OFF, f"dup_{unit}_char_frac": 0.2})
+    chars = repetition(**{f"dup_{unit}_char_frac": 0.2})
     lines = [f"line {i:02d} ok" for i in range(6)]  # 60 characters
     assert reason(chars, sep.join(lines + ["y" * 20] * 2)) is None  # 20 / 100
     assert reason(chars, sep.join(lines + ["y" * 21] * 2)) == f"gopher_dup_{unit}_char_frac"
@@ -255,7 +263,7 @@ def test_gopher_duplicate_line_and_paragraph_fractions(sep, unit):
 
 @pytest.mark.parametrize("n,limit", [(2, 0.2), (3, 0.18), (4, 0.16)])
 def test_gopher_top_ngram_character_fraction(n, limit):
-    step = GopherRepetition(**{**REPETITION_OFF, "top_ngrams": ((n, limit),)})
+    step = repetition(top_ngrams=((n, limit),))
     gram = " ".join(["aa", "bb", "cc", "dd"][:n])
     chars = 2 * len(gram)  # the top n-gram occurs twice
     total = math.ceil(chars / limit - 1e-9)
@@ -266,7 +274,7 @@ def test_gopher_top_ngram_character_fraction(n, limit):
 @pytest.mark.parametrize("n,limit", [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11),
                                      (10, 0.10)])
 def test_gopher_duplicate_ngram_character_fraction(n, limit):
-    step = GopherRepetition(**{**REPETITION_OFF, "dup_ngrams": ((n, limit),)})
+    step = repetition(dup_ngrams=((n, limit),))
     gram = " ".join(f"{c}{c}" for c in "abcdefghij"[:n])
     total = math.ceil(len(gram) / limit - 1e-9)  # the second occurrence is the repeat
     assert reason(step, pad(f"{gram} {gram}", total)) is None
@@ -283,7 +291,8 @@ QUALITY_OFF = dict(min_words=None, max_words=None, min_mean_word_length=None,
 
 
 def gopher(**rule) -> GopherQuality:
-    return GopherQuality(**{**QUALITY_OFF, **rule})
+    return GopherQuality(QualityConfig(gopher_quality=GopherQualityConfig(**{**QUALITY_OFF,
+                                                                              **rule})))
 
 
 def test_gopher_word_count_bounds():
@@ -340,7 +349,7 @@ def test_gopher_stop_words_only_where_configured():
     assert reason(step, f"{text} The end", "en") == "gopher_few_stop_words"
     assert reason(step, text, "de") is None
     assert reason(step, text, None) is None
-    assert reason(GopherQuality(stop_word_langs=("en", "de")), text, "de") == \
+    assert reason(GopherQuality(QualityConfig(stop_word_langs=("en", "de"))), text, "de") == \
         "gopher_few_stop_words"
 
 
@@ -349,7 +358,7 @@ def five_sentences(n: int = 5) -> list[str]:
 
 
 def test_c4_sentences_and_words_per_line():
-    step = C4Filter()
+    step = C4Filter(QualityConfig())
     assert reason(step, "\n".join(five_sentences(5))) is None
     assert reason(step, "\n".join(five_sentences(4))) == "c4_few_sentences"
     assert reason(step, " ".join(five_sentences(5))) is None  # sentences, not lines
@@ -363,7 +372,7 @@ def test_c4_sentences_and_words_per_line():
 
 
 def test_c4_document_rules_and_removed_lines():
-    step, page = C4Filter(), five_sentences()
+    step, page = C4Filter(QualityConfig()), five_sentences()
     assert reason(step, "\n".join(page + ["Lorem ipsum dolor sit amet."])) == "c4_lorem_ipsum"
     assert reason(step, "\n".join(page + ["Lorem ipsum"])) is None  # a dropped line first
     assert reason(step, "\n".join(page + ["var x = {a: 1};"])) == "c4_curly_bracket"
@@ -381,7 +390,7 @@ def test_c4_document_rules_and_removed_lines():
 
 
 def test_c4_terminal_punctuation_in_every_script():
-    step = C4Filter(terminal_punct=True)
+    step = C4Filter(QualityConfig(c4=C4Config(terminal_punct=True)))
     ends = ["यह एक वाक्य है।", "这是一个句子。", "هذه جملة؟", "ይህ ዓረፍተ ነገር ነው።",
             "Սա նախադասություն է։", "He said \"it is done.\"", "Is this a question?"]
     ends = [f"{e} {e}" for e in ends]  # enough words per line
@@ -398,7 +407,7 @@ FINEWEB_OFF = dict(line_punct_thr=None, short_line_thr=None, char_dup_ratio=None
 
 
 def fineweb(**rule) -> FineWebFilter:
-    return FineWebFilter(**{**FINEWEB_OFF, **rule})
+    return FineWebFilter(QualityConfig(fineweb=FineWebConfig(**{**FINEWEB_OFF, **rule})))
 
 
 def test_fineweb_line_punctuation_ratio():

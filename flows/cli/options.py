@@ -19,7 +19,7 @@ from annotated_types import Ge, Gt, Le, Lt
 
 from flows.cli.common import UserError, beam_option, byte_size, sample_size
 from flows.config_file import ConfigFileError, load, merge
-from schemas.config import PipelineConfig, section_type
+from schemas.config import RENAMED, PipelineConfig, section_type
 
 PREFIX = "setting:"  # argparse dests of generated flags: setting:<dotted path>
 FLAG_TYPES = {"--beam-option": beam_option}  # a flag whose text needs more than its kind
@@ -181,11 +181,13 @@ def nest(data: dict, path: str, value) -> None:
 
 def parse_set(text: str) -> tuple[str, object]:
     """`section.key=value`: the value as TOML (0.9, true, ["en", "de"]) when it reads as TOML,
-    comma-separated for a list setting, else the text itself."""
+    comma-separated for a list setting, else the text itself; a key by its old name
+    (`schemas.config.RENAMED`) is set by its new one."""
     path, sep, raw = text.partition("=")
     path = path.strip()
     if not sep or not path:
         raise UserError(f"--set {text!r}: expected SECTION.KEY=VALUE, e.g. dedup.threshold=0.9")
+    path = RENAMED.get(path, path)  # an old name still works
     parent, _, name = path.rpartition(".")
     try:
         info = dict(settings_of(parent)).get(name)

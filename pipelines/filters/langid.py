@@ -16,6 +16,9 @@ scripts (GlotLID `srp_Cyrl`, `srp_Latn` -> `sr-cyrl`, `sr-latn`); a text without
 Scores: fastText's probability; where lingua chose inside a group, fastText's probability of the
 group times lingua's confidence; where lingua chose for a low fastText score, lingua's confidence
 (which nears 1.0 on long texts whatever their quality).
+
+`LanguageFilter` is the filter stage's first filter: it labels a whole batch (`label_batch`: one
+`LanguageIdentifier.predict` call), then drops what the keep-list or the score bar refuses.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from collections import defaultdict
 
 import langcodes
 
-from schemas.config import LangIdConfig
+from pipelines.filters.base import DocumentFilter
+from schemas.config import FilterConfig, LangIdConfig
 
 # Where the rule of `_base_code` gives another answer than this module always gave: the withdrawn
 # 639-1 `mo` (Moldavian) is Romanian; `hbs` and `tgl` are the 639-3 codes of lid.176's `sh` and
@@ -204,6 +208,36 @@ class LanguageIdentifier:
     def _lingua_only(self, texts):
         answers = self._lingua.decide(texts, [self._lingua.codes] * len(texts))
         return [a or (UNDETERMINED, 0.0) for a in answers]
+
+
+class LanguageFilter(DocumentFilter):
+    """Labels every document with `lang` and `lang_score` (on its text as it came in, the whole
+    batch in one model call), then drops those whose language is not in `FilterConfig.langs`
+    (when it lists any: `lang_not_kept`) or whose score is under `min_lang_score`
+    (`low_lang_score`); the detail is "<lang> <score>"."""
+
+    name = "language"
+
+    def __init__(self, config: FilterConfig):
+        self.identifier = LanguageIdentifier(config.langid)
+        self.keep_langs = frozenset(config.langs)
+        self.min_score = config.min_lang_score
+
+    def setup(self) -> None:
+        self.identifier.setup()
+
+    def label_batch(self, docs: list[dict]) -> list[dict]:
+        labels = self.identifier.predict([doc["text"] or "" for doc in docs])
+        return [{**doc, "lang": lang, "lang_score": score}
+                for doc, (lang, score) in zip(docs, labels)]
+
+    def filter(self, doc):
+        lang, score = doc["lang"], doc["lang_score"]
+        if self.keep_langs and lang not in self.keep_langs:
+            return False, "lang_not_kept", f"{lang} {score:.2f}"
+        if score < self.min_score:
+            return False, "low_lang_score", f"{lang} {score:.2f}"
+        return True
 
 
 class _FastText:

@@ -1,12 +1,15 @@
 """Filter stage: language ID, the language keep-list, quality filters, then PII replacement.
 
-Documents are taken in batches (`beam.BatchElements`) so language ID makes one model call per
-batch (`pipelines/filters/langid.py`). Language comes first because the quality rules depend on it
-(English stop words, mean word length, sentence punctuation: `pipelines/filters/quality.py`); the
-keep-list comes right after it, as the cheapest drop. Kept documents get `lang`, `lang_score`,
-their quality signals and, last, their e-mail addresses, IP addresses and phone numbers replaced
-by placeholders (`pipelines/filters/pii.py`), counted per kind. Every drop is a rejected row with its
-reason and a `filter:dropped_<reason>` counter.
+Documents are taken in batches (`beam.BatchElements`) and run through the filter chain
+(`pipelines/filters/chain.py`, `apply_filters`): language ID labels the whole batch in one model
+call (`pipelines/filters/langid.py`) and comes first because the quality rules depend on it
+(English stop words, mean word length, sentence punctuation: `pipelines/filters/gopher.py`,
+`c4.py`, `fineweb.py`); the keep-list comes right after it, as the cheapest drop. Kept documents
+get `lang`, `lang_score`, their quality signals and, last, their e-mail addresses, IP addresses
+and phone numbers replaced by placeholders (`pipelines/filters/pii.py`), counted per kind. PII
+replacement is no filter of the chain: it drops nothing, and the quality signals are those of
+the text before it. Every drop is a rejected row with its reason and a `filter:dropped_<reason>`
+counter (counted by the filter base, `pipelines/filters/base.py`).
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from pipelines.core.engine import make_pipeline, run_pipeline
 from pipelines.core.job import Context, Job
 from pipelines.core.progress import count_in
 from pipelines.core.tables import ReadTable, WriteTable, write_rejected
-from pipelines.filters.langid import LanguageIdentifier
+from pipelines.filters.base import apply_filters
+from pipelines.filters.chain import filter_chain
 from pipelines.filters.pii import PiiRedactor
-from pipelines.filters.quality import apply_filters, quality_filters
 from schemas.config import EngineConfig, FilterConfig
 from schemas.document import DOCUMENT_SCHEMA, reject_document
 
@@ -37,28 +40,13 @@ class FilterBatch(beam.DoFn):
         self.config = config
 
     def setup(self):
-        self.lid = LanguageIdentifier(self.config.langid)
-        self.lid.setup()
-        self.filters = quality_filters(self.config.quality)
+        self.filters = filter_chain(self.config)
+        for step in self.filters:
+            step.setup()
         self.pii = PiiRedactor(self.config.pii) if self.config.pii.enabled else None
-        self.keep_langs = set(self.config.langs)
-
-    def _drop(self, doc, reason, detail=None):
-        Metrics.counter(STAGE, f"dropped_{reason}").inc()
-        return pvalue.TaggedOutput("rejected", reject_document(STAGE, reason, doc, detail))
 
     def process(self, batch: list[dict]):
-        labels = self.lid.predict([doc["text"] or "" for doc in batch])
-        labelled = []
-        for doc, (lang, score) in zip(batch, labels):
-            doc = {**doc, "lang": lang, "lang_score": score}
-            if self.keep_langs and lang not in self.keep_langs:
-                yield self._drop(doc, "lang_not_kept", f"{lang} {score:.2f}")
-            elif score < self.config.min_lang_score:
-                yield self._drop(doc, "low_lang_score", f"{lang} {score:.2f}")
-            else:
-                labelled.append(doc)
-        for doc, rejection in apply_filters(labelled, self.filters):
+        for doc, rejection in apply_filters(batch, self.filters):
             if rejection is not None:  # the filter counted it already
                 yield pvalue.TaggedOutput("rejected", reject_document(
                     STAGE, rejection.reason, doc, rejection.detail))
