@@ -34,11 +34,13 @@ os.environ.setdefault("CORPUS_SET", "engine.running_mode=in_memory")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 _SESSION_SERVER = None
+SERVER_ENV = "CORPUS_TEST_PREFECT_API"  # the session server's API URL, for the xdist workers
 
 
 def pytest_configure(config):
     """Starts the session's Prefect server before any test module imports Prefect (whose root
-    settings read PREFECT_API_URL at import); it comes up while the tests are collected."""
+    settings read PREFECT_API_URL at import); it comes up while the tests are collected. Under
+    pytest-xdist the main process starts it and the workers inherit its URL."""
     global _SESSION_SERVER
     if os.environ.get("PREFECT_API_URL"):
         return
@@ -46,7 +48,7 @@ def pytest_configure(config):
 
     home = Path(os.environ["PREFECT_HOME"])
     _SESSION_SERVER = PrefectServer(home, ui=False, scheduler=False).start()
-    os.environ["PREFECT_API_URL"] = _SESSION_SERVER.api_url
+    os.environ["PREFECT_API_URL"] = os.environ[SERVER_ENV] = _SESSION_SERVER.api_url
     # stopped at exit, after the handlers Prefect registers later (atexit runs them last first)
     # have sent their last logs to it
     atexit.register(_SESSION_SERVER.__exit__, None, None, None)
@@ -55,6 +57,10 @@ def pytest_configure(config):
 def pytest_collection_finish(session):
     if _SESSION_SERVER is not None and session.items:
         _SESSION_SERVER.wait_ready()
+    elif os.environ.get(SERVER_ENV) and session.items:  # an xdist worker
+        from tests.prefect_server import wait_for_health
+
+        wait_for_health(os.environ[SERVER_ENV])
 
 
 def shared(*parts: str) -> Path:

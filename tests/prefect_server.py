@@ -28,6 +28,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_health(api_url: str, timeout_s: float = 120, proc: subprocess.Popen | None = None,
+                    log_path: Path | None = None) -> None:
+    """Returns once the server at `api_url` answers /health; raises when `proc` exited (with
+    its log) or nothing answered within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            log = log_path.read_text(errors="replace")[-3000:] if log_path else ""
+            raise RuntimeError(f"prefect server exited ({proc.returncode}):\n{log}")
+        try:
+            with urllib.request.urlopen(f"{api_url}/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"prefect server at {api_url} did not answer /health within "
+                       f"{timeout_s:.0f} s")
+
+
 class PrefectServer:
     """`prefect server start` on 127.0.0.1 with its scheduler looping every `scheduler_loop_s`."""
 
@@ -74,20 +94,12 @@ class PrefectServer:
     def wait_ready(self, timeout_s: float = 120) -> "PrefectServer":
         """Returns once the server answers /api/health; raises with its log if it exited or
         did not answer in time."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prefect server exited ({self.proc.returncode}):\n"
-                                   + self.log_path.read_text(errors="replace")[-3000:])
-            try:
-                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.5)
-        self.__exit__(None, None, None)
-        raise RuntimeError(f"prefect server did not answer /api/health within {timeout_s:.0f} s")
+        try:
+            wait_for_health(self.api_url, timeout_s, self.proc, self.log_path)
+        except RuntimeError:
+            self.__exit__(None, None, None)
+            raise
+        return self
 
     def __exit__(self, *exc) -> None:
         if self.proc is not None and self.proc.poll() is None:
