@@ -42,7 +42,7 @@ from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir, data_urls,
 from pipelines.core.engine import make_pipeline, run_pipeline
 from pipelines.core.job import Context, Job
 from pipelines.core.progress import Tally
-from pipelines.core.tables import WriteTable, stable_hash
+from pipelines.core.tables import StageTables, stable_hash
 from pipelines.crawl.fetcher import Fetcher, FetchPolicy, FetchResult, default_resolver
 from pipelines.crawl.robots import RobotsCache
 from pipelines.crawl.sitemaps import SitemapLimits, SitemapReader
@@ -558,9 +558,7 @@ def build_crawl(stage: StageDir, config: CrawlConfig, engine: EngineConfig,
                                                  round_no, tuple(config.seeds), store.folder,
                                                  progress))
                .with_outputs("rejected", "links", main="archived"))
-        out.rejected | "WriteRejected" >> WriteTable(stage.url(REJECTED_DIR), REJECTED_SCHEMA,
-                                                     prefix=f"rejected-r{round_no:02d}",
-                                                     memory_limit=engine.write_memory)
+        StageTables(stage, engine).rejected(out.rejected, prefix=f"rejected-r{round_no:02d}")
         (out.links | "Collect" >> beam.combiners.ToList()
          | "WriteLinks" >> beam.Map(_write_links, links_url))
         with Progress(lane_states, len(items), log):

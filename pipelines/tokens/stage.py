@@ -32,7 +32,6 @@ from apache_beam.metrics import Metrics
 
 from pipelines.core.contract import (
     DATA_DIR,
-    REJECTED_DIR,
     StageDir,
     file_input,
     sha256_file,
@@ -42,7 +41,7 @@ from pipelines.core.engine import make_pipeline, run_pipeline
 from pipelines.core.job import Context, Job
 from pipelines.core.progress import count_in
 from pipelines.core.spill import remove_folder, windowed
-from pipelines.core.tables import ReadTable, write_rejected
+from pipelines.core.tables import ReadTable, StageTables
 from pipelines.tokens.pack import RUNS_DIR, RunBuffer, write_shard
 from pipelines.tokens.tokenizer import (
     DatasetTokenizer,
@@ -376,7 +375,7 @@ def build_tokenize(stage: StageDir, corpus_urls: list[str], config: TokenizeConf
      | "GroupRuns" >> beam.GroupByKey()
      | "WriteShard" >> beam.ParDo(WriteTokenShard(stage.url(DATA_DIR), dtype,
                                                   config.memory_limit)))
-    write_rejected(encoded.rejected, stage.url(REJECTED_DIR), engine.write_memory)
+    StageTables(stage, engine).rejected(encoded.rejected)
     counters = run_pipeline(p, maxima=(STAGE,))
     clean_work(stage)
     return counters, {**tokenizer.source, "estimate": estimate, "shards_planned": shards}
