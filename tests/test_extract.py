@@ -48,9 +48,9 @@ def test_extract_good_bad_and_corrupt_records(tmp_path):
     ], tail=b"WARC/1.0\r\nWARC-Type: response\r\nContent-Length: 99999\r\n\r\ncut short")
     with fn_api_pipeline() as p:
         out = p | beam.Create([warc]) | ExtractDocuments(ExtractConfig(), "test")
-        assert_that(out["documents"] | "Urls" >> beam.Map(lambda d: (d["url"], sentence in d["text"])),
+        assert_that(out.kept | "Urls" >> beam.Map(lambda d: (d["url"], sentence in d["text"])),
                     equal_to([("http://site.test/a", True)]), label="docs")
-        assert_that(out["rejected"] | "Reasons" >> beam.Map(lambda r: r["reason"]),
+        assert_that(out.rejected | "Reasons" >> beam.Map(lambda r: r["reason"]),
                     equal_to(["http_404", "not_html", "no_text", "corrupt_record"]),
                     label="rejects")
 
@@ -69,25 +69,25 @@ def test_real_crawls_every_html_record_is_a_document_or_a_reason():
     expected = sum(page_records(f) for f in files)
     with fn_api_pipeline() as p:
         out = p | beam.Create(files) | ExtractDocuments(ExtractConfig(), "real")
-        docs = out["documents"] | "D" >> beam.Map(lambda d: "doc")
-        rejects = out["rejected"] | "R" >> beam.Map(lambda r: f"rejected:{r['reason']}")
+        docs = out.kept | "D" >> beam.Map(lambda d: "doc")
+        rejects = out.rejected | "R" >> beam.Map(lambda r: f"rejected:{r['reason']}")
         both = (docs, rejects) | beam.Flatten() | beam.combiners.Count.Globally()
         assert_that(both, equal_to([expected]), label="accounting")
         # every kept document has the contract's columns filled
-        assert_that(out["documents"] | "Ok" >> beam.Map(
+        assert_that(out.kept | "Ok" >> beam.Map(
             lambda d: bool(d["id"] and d["url"] and d["text"] and d["source_file"])
             and d["source_offset"] is not None),
             satisfies(lambda xs: all(xs) and len(xs) >= 30, "30+ complete documents"),
             label="columns")
         # the language stage runs on what extract kept: every document labelled or rejected
-        filtered = out["documents"] | FilterDocuments(FilterConfig())
-        labelled = filtered.documents | "Lab" >> beam.Map(
+        filtered = out.kept | FilterDocuments(FilterConfig())
+        labelled = filtered.kept | "Lab" >> beam.Map(
             lambda d: bool(d["lang"]) and 0.0 < d["lang_score"] <= 1.0)
         assert_that(labelled, satisfies(lambda xs: all(xs) and len(xs) >= 20,
                                         "20+ documents with a language and a score"),
                     label="labelled")
-        in_filter = out["documents"] | "InF" >> beam.combiners.Count.Globally()
-        out_filter = ((filtered.documents, filtered.rejected) | "FlatF" >> beam.Flatten()
+        in_filter = out.kept | "InF" >> beam.combiners.Count.Globally()
+        out_filter = ((filtered.kept, filtered.rejected) | "FlatF" >> beam.Flatten()
                       | "OutF" >> beam.combiners.Count.Globally())
         assert_that(((in_filter | "TagIn" >> beam.Map(lambda n: ("in", n))),
                      (out_filter | "TagOut" >> beam.Map(lambda n: ("out", n))))
@@ -104,7 +104,7 @@ def test_warc_edge_cases_never_crash_the_job():
     assert len(files) >= 8
     with fn_api_pipeline() as p:
         out = p | beam.Create(files) | ExtractDocuments(ExtractConfig(), "edge")
-        reasons = out["rejected"] | beam.Map(lambda r: r["reason"])
+        reasons = out.rejected | beam.Map(lambda r: r["reason"])
         assert_that(reasons, satisfies(lambda xs: "corrupt_record" in xs,
                                        "a corrupt record counted"))
 

@@ -479,8 +479,10 @@ def test_https_verifies_the_name_while_connecting_to_the_checked_address(tmp_pat
 
 
 def test_policy_from_scrape_config():
-    policy = FetchPolicy.from_config(CrawlConfig(deadline_s=7, max_bytes=1234), retries=5)
+    policy = FetchPolicy.from_config(CrawlConfig(deadline_s=7, max_bytes=1234,
+                                                 allow_addresses=("10.1.0.0/16",)), retries=5)
     assert (policy.deadline_s, policy.max_body_bytes, policy.retries) == (7, 1234, 5)
+    assert policy.allowed_networks == ("10.1.0.0/16",)
     assert policy.user_agent == CrawlConfig().user_agent
     with pytest.raises(ValueError):
         FetchPolicy(allowed_networks=("not a network",))

@@ -31,7 +31,7 @@ def test_language_is_detected_and_junk_rejected_with_reasons():
             doc("repeat", "\n".join(["Buy cheap watches now at the best price!"] * 40))]
     with fn_api_pipeline() as p:
         out = p | beam.Create(docs + junk) | FilterDocuments(FilterConfig())
-        assert_that(out.documents | "Lang" >> beam.Map(lambda d: (d["id"], d["lang"])),
+        assert_that(out.kept | "Lang" >> beam.Map(lambda d: (d["id"], d["lang"])),
                     equal_to([(lang, lang) for lang in LANGS]), label="langs")
         assert_that(out.rejected | "Why" >> beam.Map(lambda r: (r["id"], r["reason"])),
                     equal_to([("short", "too_short"), ("symbols", "low_alpha_ratio"),
@@ -42,7 +42,7 @@ def test_keep_list_rejects_other_languages_with_reason():
     docs = [doc(lang, sentences(lang)) for lang in ("en", "de", "fr")]
     with fn_api_pipeline() as p:
         out = p | beam.Create(docs) | FilterDocuments(FilterConfig(langs=("de",)))
-        assert_that(out.documents | "Kept" >> beam.Map(lambda d: d["id"]), equal_to(["de"]),
+        assert_that(out.kept | "Kept" >> beam.Map(lambda d: d["id"]), equal_to(["de"]),
                     label="kept")
         assert_that(out.rejected | "Why" >> beam.Map(lambda r: (r["id"], r["reason"])),
                     equal_to([("en", "lang_not_kept"), ("fr", "lang_not_kept")]),
@@ -54,9 +54,9 @@ def test_indic_prose_passes_the_whole_stage():
             for i in range(5)]
     with fn_api_pipeline() as p:
         out = p | beam.Create(docs) | FilterDocuments(FilterConfig())
-        assert_that(out.documents | beam.Map(lambda d: (d["id"], d["lang"])),
+        assert_that(out.kept | beam.Map(lambda d: (d["id"], d["lang"])),
                     equal_to([(d["id"], d["id"].split("-")[0]) for d in docs]), label="kept")
-        assert_that(out.documents | "Alpha" >> beam.Map(lambda d: d["alpha_ratio"]),
+        assert_that(out.kept | "Alpha" >> beam.Map(lambda d: d["alpha_ratio"]),
                     satisfies(lambda xs: min(xs) > 0.8, "letters and marks counted"),
                     label="alpha")
 
@@ -67,7 +67,7 @@ def test_pii_is_replaced_in_kept_documents_and_can_be_turned_off():
                               "2024-01-15 for $1,299.00.")
     with fn_api_pipeline() as p:
         out = p | beam.Create([doc("pii", text)]) | FilterDocuments(FilterConfig())
-        assert_that(out.documents | beam.Map(lambda d: (
+        assert_that(out.kept | beam.Map(lambda d: (
             "<EMAIL>" in d["text"] and "<PHONE>" in d["text"] and "<IP>" in d["text"],
             "jane.doe" in d["text"], "2.4.1" in d["text"] and "2024-01-15" in d["text"]
             and "$1,299.00" in d["text"], d["pii_replaced"])),
@@ -75,7 +75,7 @@ def test_pii_is_replaced_in_kept_documents_and_can_be_turned_off():
     with fn_api_pipeline() as p:
         off = FilterConfig(pii=PiiConfig(enabled=False))
         out = p | beam.Create([doc("pii", text)]) | FilterDocuments(off)
-        assert_that(out.documents | beam.Map(lambda d: d["text"] == text), equal_to([True]))
+        assert_that(out.kept | beam.Map(lambda d: d["text"] == text), equal_to([True]))
 
 
 def test_blocklisted_domains_are_rejected(tmp_path):
@@ -88,6 +88,6 @@ def test_blocklisted_domains_are_rejected(tmp_path):
     config = FilterConfig(quality=QualityConfig(url_blocklist=str(blocklist)))
     with fn_api_pipeline() as p:
         out = p | beam.Create(docs) | FilterDocuments(config)
-        assert_that(out.documents | beam.Map(lambda d: d["id"]), equal_to(["b"]), label="kept")
+        assert_that(out.kept | beam.Map(lambda d: d["id"]), equal_to(["b"]), label="kept")
         assert_that(out.rejected | beam.Map(lambda r: (r["id"], r["reason"])),
                     equal_to([("a", "blocked_url")]), label="rejected")

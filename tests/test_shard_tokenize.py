@@ -26,7 +26,7 @@ def test_shard_check_rejects_empty_text():
             empty_document(id="c", url="u:c", text=None)]
     with fn_api_pipeline() as p:
         out = p | beam.Create(docs) | ShardDocuments()
-        assert_that(out.documents | "Ids" >> beam.Map(lambda d: d["id"]), equal_to(["a"]), label="k")
+        assert_that(out.kept | "Ids" >> beam.Map(lambda d: d["id"]), equal_to(["a"]), label="k")
         assert_that(out.rejected | "Why" >> beam.Map(lambda r: (r["id"], r["reason"])),
                     equal_to([("b", "empty_text"), ("c", "empty_text")]), label="r")
 

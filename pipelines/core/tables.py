@@ -13,6 +13,9 @@ that file's runs as a stream into a temporary file, renames it into place and de
 when every file is written the work folder goes. What this module keeps is Parquet's: a run is a
 Parquet file with the sort key as an extra column, and an output file has fixed row groups whose
 bytes depend on their rows only.
+
+A stage writes its tables through `StageTables` (its folder and the engine's writer settings,
+threaded in one place), from the `StageOutput` its composite PTransform returns.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import hashlib
 import itertools
 import json
 import posixpath
+from dataclasses import dataclass
 from operator import itemgetter
+from typing import NamedTuple
 
 import apache_beam as beam
 import fsspec
@@ -29,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
-from pipelines.core.contract import streaming_parquet
+from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir, streaming_parquet
 from pipelines.core.spill import (
     SpillBuffer,
     merge_sorted,
@@ -41,7 +46,8 @@ from pipelines.core.spill import (
     windowed,
     write_then_rename,
 )
-from schemas.document import REJECTED_SCHEMA, reject_document
+from schemas.config import EngineConfig
+from schemas.document import DOCUMENT_SCHEMA, REJECTED_SCHEMA, reject_document
 
 RUNS_DIR = "_runs"  # beside the output folder: <parent>/_runs/<folder name>/<prefix>/
 MEMORY_LIMIT = 64 << 20  # estimated bytes of rows a writer holds before it writes its runs
@@ -398,10 +404,44 @@ def _partition_name(value) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text) or "und"
 
 
-def write_rejected(rejected, folder: str, memory_limit: int = MEMORY_LIMIT):
-    """The rejected-records table of a stage (one file; rejects are few)."""
-    return rejected | "WriteRejected" >> WriteTable(folder, REJECTED_SCHEMA, prefix="rejected",
-                                                    memory_limit=memory_limit)
+class StageOutput(NamedTuple):
+    """What a stage's composite PTransform returns: the records it keeps and its rejected rows
+    (`rejected_record`s, with their reasons). A stage that writes its own kept files (crawl's
+    WARCs, dedup's input-order parts, token shards) gives what it wrote as `kept`; dedup, which
+    writes its rejected rows beside them, the files of those as `rejected`."""
+
+    kept: beam.PCollection
+    rejected: beam.PCollection
+
+
+@dataclass(frozen=True)
+class StageTables:
+    """How a stage writes its Parquet tables: into its folder (`data/`, `rejected/`), with the
+    engine's writer settings (`write_memory`). Every stage's `WriteTable` goes through here."""
+
+    stage: StageDir
+    engine: EngineConfig
+
+    def table(self, rows, folder: str, schema: pa.Schema, *, label: str, **options):
+        """`rows` -> `WriteTable(folder, schema, **options)`; outputs the URLs written."""
+        return rows | label >> WriteTable(folder, schema, memory_limit=self.engine.write_memory,
+                                          **options)
+
+    def documents(self, docs, *, label: str = "WriteDocs", **options):
+        """Documents into `data/` (`options`: WriteTable's `prefix`, `num_shards`, ...)."""
+        return self.table(docs, self.stage.url(DATA_DIR), DOCUMENT_SCHEMA, label=label,
+                          **options)
+
+    def rejected(self, rows, *, prefix: str = "rejected", label: str = "WriteRejected"):
+        """Rejected rows into `rejected/`, one file (rejects are few)."""
+        return self.table(rows, self.stage.url(REJECTED_DIR), REJECTED_SCHEMA, label=label,
+                          prefix=prefix)
+
+    def write(self, out: StageOutput, **options) -> None:
+        """A document stage's output: its kept documents (`documents(**options)`), then its
+        rejected rows."""
+        self.documents(out.kept, **options)
+        self.rejected(out.rejected)
 
 
 class CountIn(beam.DoFn):

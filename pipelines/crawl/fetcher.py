@@ -37,12 +37,14 @@ import ssl
 import threading
 import time
 import zlib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterator
 from urllib.parse import quote, urljoin, urlsplit
 
 import brotli
+
+from schemas.config import CrawlConfig
 
 FAILURE_REASONS = {
     "bad_url": "the URL cannot be parsed or has no host",
@@ -96,14 +98,16 @@ class FetchPolicy:
         _networks(self.allowed_networks)  # a bad CIDR is a configuration error: fail now
 
     @classmethod
-    def from_config(cls, config, **overrides) -> "FetchPolicy":
-        """A policy from a config object (e.g. CrawlConfig): fields of the same name are taken,
-        `timeout_s` and `max_bytes` stand for `deadline_s` and `max_body_bytes`."""
-        values = {f.name: getattr(config, f.name) for f in fields(cls) if hasattr(config, f.name)}
-        for old, new in (("timeout_s", "deadline_s"), ("max_bytes", "max_body_bytes")):
-            if hasattr(config, old) and new not in values:
-                values[new] = getattr(config, old)
-        return cls(**{**values, **overrides})
+    def from_config(cls, config: CrawlConfig, **overrides) -> "FetchPolicy":
+        """The crawl's policy: its settings under their own names (`max_bytes` is
+        `max_body_bytes`, `allow_addresses` is `allowed_networks`); `overrides` win."""
+        return cls(**{
+            "user_agent": config.user_agent, "deadline_s": config.deadline_s,
+            "max_body_bytes": config.max_bytes,
+            "max_decompressed_bytes": config.max_decompressed_bytes,
+            "max_redirects": config.max_redirects, "retries": config.retries,
+            "max_retry_wait_s": config.max_retry_wait_s,
+            "allowed_networks": config.allow_addresses, **overrides})
 
 
 @dataclass

@@ -30,7 +30,6 @@ import threading
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from datetime import datetime, timezone
 from urllib.parse import urljoin, urlsplit
 
@@ -43,7 +42,7 @@ from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir, data_urls,
 from pipelines.core.engine import make_pipeline, run_pipeline
 from pipelines.core.job import Context, Job
 from pipelines.core.progress import Tally
-from pipelines.core.tables import WriteTable, stable_hash
+from pipelines.core.tables import StageTables, stable_hash
 from pipelines.crawl.fetcher import Fetcher, FetchPolicy, FetchResult, default_resolver
 from pipelines.crawl.robots import RobotsCache
 from pipelines.crawl.sitemaps import SitemapLimits, SitemapReader
@@ -177,15 +176,6 @@ class Frontier:
 
 # ---- the fetcher as the config sets it up ------------------------------------------------------
 
-def fetch_policy(config: CrawlConfig) -> FetchPolicy:
-    return FetchPolicy(user_agent=config.user_agent, deadline_s=config.deadline_s,
-                       max_body_bytes=config.max_bytes,
-                       max_decompressed_bytes=config.max_decompressed_bytes,
-                       max_redirects=config.max_redirects, retries=config.retries,
-                       max_retry_wait_s=config.max_retry_wait_s,
-                       allowed_networks=config.allow_addresses)
-
-
 class StaticResolver:
     """`resolve` entries ("name=ip", like curl's --resolve) first, then the system's resolver;
     the address guard still checks what comes back. Picklable, for Beam workers."""
@@ -203,7 +193,7 @@ class StaticResolver:
 
 
 def make_fetcher(config: CrawlConfig) -> Fetcher:
-    return Fetcher(fetch_policy(config), resolver=StaticResolver(config.resolve))
+    return Fetcher(FetchPolicy.from_config(config), resolver=StaticResolver(config.resolve))
 
 
 class RobotsStore:
@@ -256,8 +246,8 @@ def discover(config: CrawlConfig, frontier: Frontier, store: RobotsStore,
         return refused
     fetcher = make_fetcher(config)
     # a sitemap may be far bigger than a page: its own caps, on the wire and inflated
-    sitemap_policy = replace(fetch_policy(config), max_body_bytes=config.sitemap_max_bytes,
-                             max_decompressed_bytes=config.sitemap_max_bytes)
+    sitemap_policy = FetchPolicy.from_config(config, max_body_bytes=config.sitemap_max_bytes,
+                                             max_decompressed_bytes=config.sitemap_max_bytes)
     sitemap_fetcher = Fetcher(sitemap_policy, resolver=StaticResolver(config.resolve))
     pacers = frontier.pacers
 
@@ -568,9 +558,7 @@ def build_crawl(stage: StageDir, config: CrawlConfig, engine: EngineConfig,
                                                  round_no, tuple(config.seeds), store.folder,
                                                  progress))
                .with_outputs("rejected", "links", main="archived"))
-        out.rejected | "WriteRejected" >> WriteTable(stage.url(REJECTED_DIR), REJECTED_SCHEMA,
-                                                     prefix=f"rejected-r{round_no:02d}",
-                                                     memory_limit=engine.write_memory)
+        StageTables(stage, engine).rejected(out.rejected, prefix=f"rejected-r{round_no:02d}")
         (out.links | "Collect" >> beam.combiners.ToList()
          | "WriteLinks" >> beam.Map(_write_links, links_url))
         with Progress(lane_states, len(items), log):

@@ -52,7 +52,7 @@ from pipelines.core.engine import make_pipeline, run_pipeline
 from pipelines.core.job import Context, Job
 from pipelines.core.progress import RECORDS, Pass, Tally, forget
 from pipelines.core.spill import SpillBuffer, open_for_write, remove_folder, windowed
-from pipelines.core.tables import WriteTable
+from pipelines.core.tables import StageTables
 from pipelines.dedup import components
 from pipelines.dedup.index import (
     IndexDir,
@@ -768,6 +768,14 @@ def _edge_row(edge) -> dict:
     return {"a": edge[0], "b": edge[1]}
 
 
+def save_edges(tables: StageTables, stars, rounds: int):
+    """The edges after `rounds` rounds, under `work/edges-<rounds>/`: where a follow-up job
+    goes on from when the components have not settled."""
+    return tables.table(stars | "EdgeRows" >> beam.Map(_edge_row),
+                        tables.stage.url(WORK_DIR, f"edges-{rounds:02d}"), EDGE_SCHEMA,
+                        label="SaveEdges", prefix="edges", num_shards=4)
+
+
 def _edge_files(stage: StageDir, name: str) -> list[str]:
     return [stage.url(p[len(stage.path) + 1:])
             for p in stage.files(posixpath.join(WORK_DIR, name), ".parquet")]
@@ -796,8 +804,7 @@ def build_dedup(stage: StageDir, doc_urls: list[str], config: DedupConfig, engin
     p = make_pipeline(engine)
     stars = (candidate_edges(p, graph, config, progress)
              | "Components" >> components.Rounds(rounds))
-    stars | "EdgeRows" >> beam.Map(_edge_row) | "SaveEdges" >> WriteTable(
-        stage.url(WORK_DIR, f"edges-{rounds:02d}"), EDGE_SCHEMA, prefix="edges", num_shards=4)
+    save_edges(StageTables(stage, engine), stars, rounds)
     decide_and_write(p, stars, stage, graph, config, index_snapshot, progress)
     counters = run_pipeline(p)
 
@@ -811,10 +818,8 @@ def build_dedup(stage: StageDir, doc_urls: list[str], config: DedupConfig, engin
         _log.info("dedup: components unsettled after %d rounds; running %d more", done, more)
         p = make_pipeline(engine)
         edges = _read_edges(p, _edge_files(stage, f"edges-{done:02d}"), "Saved")
-        (edges | "Components" >> components.Rounds(more, first=done + 1)
-         | "EdgeRows" >> beam.Map(_edge_row)
-         | "SaveEdges" >> WriteTable(stage.url(WORK_DIR, f"edges-{done + more:02d}"),
-                                     EDGE_SCHEMA, prefix="edges", num_shards=4))
+        save_edges(StageTables(stage, engine),
+                   edges | "Components" >> components.Rounds(more, first=done + 1), done + more)
         counters.update({k: v for k, v in run_pipeline(p).items() if "cc_round" in k})
         settled = components.first_settled_round(counters, done + 1, done + more)
         done += more

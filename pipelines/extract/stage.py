@@ -20,15 +20,15 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir, file_input
+from pipelines.core.contract import StageDir, file_input
 from pipelines.core.engine import make_pipeline, run_pipeline
 from pipelines.core.job import Context, Job
 from pipelines.core.progress import Tally
-from pipelines.core.tables import WriteTable, write_rejected
+from pipelines.core.tables import StageOutput, StageTables
 from pipelines.extract.html import ExtractTimeout, TimedExtractor
 from pipelines.readers import READERS, detect_reader, read_records
 from schemas.config import EngineConfig, ExtractConfig, ReadConfig
-from schemas.document import DOCUMENT_SCHEMA, empty_document, rejected_record
+from schemas.document import empty_document, rejected_record
 
 STAGE = "extract"
 
@@ -158,7 +158,7 @@ class ExtractFiles(beam.DoFn):
 
 
 class ExtractDocuments(beam.PTransform):
-    """Input file URLs -> documents (main output) and `rejected`."""
+    """Input file URLs -> `StageOutput`: their documents, and a reject for every other record."""
 
     def __init__(self, config: ExtractConfig, snapshot: str, read: ReadConfig | None = None,
                  progress: str | None = None):
@@ -172,7 +172,7 @@ class ExtractDocuments(beam.PTransform):
                | "ReadExtract" >> beam.ParDo(ExtractFiles(self.config, self.read, self.snapshot,
                                                          self.progress))
                .with_outputs("rejected", main="documents"))
-        return {"documents": out.documents, "rejected": out.rejected}
+        return StageOutput(out.documents, out.rejected)
 
 
 def build_extract(stage: StageDir, input_urls: list[str], config: ExtractConfig,
@@ -181,10 +181,7 @@ def build_extract(stage: StageDir, input_urls: list[str], config: ExtractConfig,
     p = make_pipeline(engine)
     out = (p | "Files" >> beam.Create(sorted(input_urls))
            | "Extract" >> ExtractDocuments(config, snapshot, read, progress))
-    out["documents"] | "WriteDocs" >> WriteTable(stage.url(DATA_DIR), DOCUMENT_SCHEMA,
-                                                 num_shards=num_shards,
-                                                 memory_limit=engine.write_memory)
-    write_rejected(out["rejected"], stage.url(REJECTED_DIR), engine.write_memory)
+    StageTables(stage, engine).write(out, num_shards=num_shards)
     return run_pipeline(p)
 
 

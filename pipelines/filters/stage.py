@@ -18,16 +18,16 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir, file_input
+from pipelines.core.contract import StageDir, file_input
 from pipelines.core.engine import make_pipeline, run_pipeline
 from pipelines.core.job import Context, Job
 from pipelines.core.progress import count_in
-from pipelines.core.tables import ReadTable, WriteTable, write_rejected
+from pipelines.core.tables import ReadTable, StageOutput, StageTables
 from pipelines.filters.base import apply_filters
 from pipelines.filters.chain import filter_chain
 from pipelines.filters.pii import PiiRedactor
 from schemas.config import EngineConfig, FilterConfig
-from schemas.document import DOCUMENT_SCHEMA, reject_document
+from schemas.document import reject_document
 
 STAGE = "filter"
 BATCH_SIZE = 256
@@ -61,28 +61,27 @@ class FilterBatch(beam.DoFn):
 
 
 class FilterDocuments(beam.PTransform):
-    """Documents -> kept documents (labelled with language) and `rejected`."""
+    """Documents -> `StageOutput`: the kept documents (labelled with language), and the
+    dropped ones as rejects with their reasons."""
 
     def __init__(self, config: FilterConfig, progress: str | None = None):
         super().__init__()
         self.config, self.progress = config, progress
 
     def expand(self, docs):
-        return (docs
-                | "CountIn" >> count_in(STAGE, self.progress)
-                | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=BATCH_SIZE)
-                | "Filter" >> beam.ParDo(FilterBatch(self.config))
-                .with_outputs("rejected", main="documents"))
+        out = (docs
+               | "CountIn" >> count_in(STAGE, self.progress)
+               | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=BATCH_SIZE)
+               | "Filter" >> beam.ParDo(FilterBatch(self.config))
+               .with_outputs("rejected", main="documents"))
+        return StageOutput(out.documents, out.rejected)
 
 
 def build_filter(stage: StageDir, doc_urls: list[str], config: FilterConfig, num_shards: int,
                  engine: EngineConfig, progress: str | None = None) -> dict[str, int]:
     p = make_pipeline(engine)
     out = p | "Read" >> ReadTable(doc_urls) | "Filter" >> FilterDocuments(config, progress)
-    out.documents | "WriteDocs" >> WriteTable(stage.url(DATA_DIR), DOCUMENT_SCHEMA,
-                                              num_shards=num_shards,
-                                              memory_limit=engine.write_memory)
-    write_rejected(out.rejected, stage.url(REJECTED_DIR), engine.write_memory)
+    StageTables(stage, engine).write(out, num_shards=num_shards)
     return run_pipeline(p)
 
 

@@ -9,39 +9,37 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir
+from pipelines.core.contract import StageDir
 from pipelines.core.engine import make_pipeline, run_pipeline
 from pipelines.core.job import Context, Job
 from pipelines.core.progress import count_in
-from pipelines.core.tables import ReadTable, WriteTable, split_empty_text, write_rejected
+from pipelines.core.tables import ReadTable, StageOutput, StageTables, split_empty_text
 from schemas.config import EngineConfig, ShardConfig
-from schemas.document import DOCUMENT_SCHEMA
 
 STAGE = "shard"
 
 
 class ShardDocuments(beam.PTransform):
-    """Documents -> the corpus's documents, and `rejected` (`empty_text`)."""
+    """Documents -> `StageOutput`: the corpus's documents, and `empty_text` rejects."""
 
     def __init__(self, progress: str | None = None):
         super().__init__()
         self.progress = progress  # folder of the live records-in count (pipelines.core.progress)
 
     def expand(self, docs):
-        return (docs | "CountIn" >> count_in(STAGE, self.progress)
-                | "Check" >> split_empty_text(STAGE))
+        out = (docs | "CountIn" >> count_in(STAGE, self.progress)
+               | "Check" >> split_empty_text(STAGE))
+        return StageOutput(out.documents, out.rejected)
 
 
 def build_shard(stage: StageDir, doc_urls: list[str], config: ShardConfig,
                 engine: EngineConfig, progress: str | None = None) -> dict[str, int]:
     p = make_pipeline(engine)
     out = p | "Read" >> ReadTable(doc_urls) | "Shard" >> ShardDocuments(progress)
-    out.documents | "WriteCorpus" >> WriteTable(stage.url(DATA_DIR), DOCUMENT_SCHEMA,
-                                                prefix="corpus", num_shards=config.num_shards,
-                                                compression=config.compression,
-                                                partition_by="lang" if config.partition_by_lang
-                                                else None, memory_limit=engine.write_memory)
-    write_rejected(out.rejected, stage.url(REJECTED_DIR), engine.write_memory)
+    StageTables(stage, engine).write(
+        out, label="WriteCorpus", prefix="corpus", num_shards=config.num_shards,
+        compression=config.compression,
+        partition_by="lang" if config.partition_by_lang else None)
     return run_pipeline(p)
 
 

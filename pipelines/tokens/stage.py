@@ -12,6 +12,8 @@ The number of shards per split is chosen before encoding, from the corpus's text
 footers) and the tokenizer's tokens per byte on a probe of the corpus, to give shards of about
 `shard_tokens`. Tokens never cross Beam's shuffle: workers write sorted runs under
 `work/runs/`, and only the runs' names are grouped by shard (`pipelines/tokens/pack.py`).
+That job's composite PTransform is `TokenizeDocuments`: documents -> the shards it wrote and the
+`no_tokens` rejects (`StageOutput`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ from apache_beam.metrics import Metrics
 
 from pipelines.core.contract import (
     DATA_DIR,
-    REJECTED_DIR,
     StageDir,
     file_input,
     sha256_file,
@@ -42,7 +43,7 @@ from pipelines.core.engine import make_pipeline, run_pipeline
 from pipelines.core.job import Context, Job
 from pipelines.core.progress import count_in
 from pipelines.core.spill import remove_folder, windowed
-from pipelines.core.tables import ReadTable, write_rejected
+from pipelines.core.tables import ReadTable, StageOutput, StageTables
 from pipelines.tokens.pack import RUNS_DIR, RunBuffer, write_shard
 from pipelines.tokens.tokenizer import (
     DatasetTokenizer,
@@ -352,6 +353,33 @@ class WriteTokenShard(beam.DoFn):
         yield split, shard, docs, tokens
 
 
+class TokenizeDocuments(beam.PTransform):
+    """Documents -> `StageOutput`: the token shards written under `data/` ((split, shard,
+    documents, tokens) each), and `no_tokens` rejects. Documents are encoded into sorted runs
+    under `work/runs/`; only the runs' names are grouped by shard, and each shard is merged from
+    its runs as a stream."""
+
+    def __init__(self, stage: StageDir, tokenizer_json: str, dtype: str, shards: dict,
+                 seed: int, config: TokenizeConfig, progress: str | None = None):
+        super().__init__()
+        self.stage, self.tokenizer_json, self.dtype = stage, tokenizer_json, dtype
+        self.shards, self.seed, self.config, self.progress = shards, seed, config, progress
+
+    def expand(self, docs):
+        config = self.config
+        encoded = (docs
+                   | "CountIn" >> count_in(STAGE, self.progress)
+                   | "Encode" >> beam.ParDo(EncodeDocuments(
+                       self.tokenizer_json, config.eot_token, self.dtype, self.shards,
+                       self.seed, config, self.stage.url(WORK_DIR, RUNS_DIR)))
+                   .with_outputs("rejected", main="runs"))
+        shards = (encoded.runs
+                  | "GroupRuns" >> beam.GroupByKey()
+                  | "WriteShard" >> beam.ParDo(WriteTokenShard(
+                      self.stage.url(DATA_DIR), self.dtype, config.memory_limit)))
+        return StageOutput(shards, encoded.rejected)
+
+
 def build_tokenize(stage: StageDir, corpus_urls: list[str], config: TokenizeConfig, seed: int,
                    engine: EngineConfig, log=print,
                    progress: str | None = None) -> tuple[dict[str, int], dict]:
@@ -367,16 +395,10 @@ def build_tokenize(stage: StageDir, corpus_urls: list[str], config: TokenizeConf
         f"{shards['train']} train + {shards['val']} val shard(s)")
 
     p = make_pipeline(engine)
-    encoded = (p | "Read" >> ReadTable(corpus_urls, columns=["id", "url", "text"])
-               | "CountIn" >> count_in(STAGE, progress)
-               | "Encode" >> beam.ParDo(EncodeDocuments(
-                   tokenizer.json_text, config.eot_token, dtype, shards, seed, config,
-                   stage.url(WORK_DIR, RUNS_DIR))).with_outputs("rejected", main="runs"))
-    (encoded.runs
-     | "GroupRuns" >> beam.GroupByKey()
-     | "WriteShard" >> beam.ParDo(WriteTokenShard(stage.url(DATA_DIR), dtype,
-                                                  config.memory_limit)))
-    write_rejected(encoded.rejected, stage.url(REJECTED_DIR), engine.write_memory)
+    out = (p | "Read" >> ReadTable(corpus_urls, columns=["id", "url", "text"])
+           | "Tokenize" >> TokenizeDocuments(stage, tokenizer.json_text, dtype, shards, seed,
+                                             config, progress))
+    StageTables(stage, engine).rejected(out.rejected)  # the shards are written as they merge
     counters = run_pipeline(p, maxima=(STAGE,))
     clean_work(stage)
     return counters, {**tokenizer.source, "estimate": estimate, "shards_planned": shards}
