@@ -240,33 +240,31 @@ def flag_settings(args) -> dict:
 ENV_SETTINGS = "CORPUS_SET"  # settings from the environment: "engine.workers=1;seed=3"
 
 
-def env_settings() -> dict:
-    """The settings of CORPUS_SET, `section.key=value` as for `--set`, separated by `;`."""
+def set_settings(texts, where: str = "") -> dict:
+    """`section.key=value` texts (`--set`, or CORPUS_SET's parts) as nested settings; an error
+    names `where` they came from."""
     given: dict = {}
-    for text in os.environ.get(ENV_SETTINGS, "").split(";"):
-        if text.strip():
-            try:
-                path, value = parse_set(text.strip())
-            except UserError as err:
-                raise UserError(f"{ENV_SETTINGS}: {err}") from None
-            nest(given, path, value)
+    for text in texts:
+        try:
+            path, value = parse_set(text)
+        except UserError as err:
+            raise UserError(f"{where}: {err}" if where else str(err)) from None
+        nest(given, path, value)
     return given
 
 
 def config_from(args, **fixed) -> PipelineConfig:
-    """The defaults, then CORPUS_SET from the environment, then `--config`, then each `--set`,
-    then the flags (and `fixed`, nested settings a command decides itself), checked by the
-    model."""
-    data: dict = env_settings()
+    """The defaults, then CORPUS_SET from the environment (`;`-separated, as for `--set`), then
+    `--config`, then each `--set`, then the flags (and `fixed`, nested settings a command
+    decides itself), checked by the model."""
+    env = [t.strip() for t in os.environ.get(ENV_SETTINGS, "").split(";") if t.strip()]
+    data = set_settings(env, ENV_SETTINGS)
     if getattr(args, "config", None):
         try:
             data = merge(data, load(args.config))
         except ConfigFileError as err:
             raise UserError(str(err)) from None
-    given: dict = {}
-    for text in getattr(args, "settings", []) or []:
-        path, value = parse_set(text)
-        nest(given, path, value)
+    given = set_settings(getattr(args, "settings", []) or [])
     data = merge(merge(merge(data, given), flag_settings(args)), fixed)
     try:
         config = PipelineConfig.from_dict(data)
