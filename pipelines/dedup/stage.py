@@ -26,6 +26,11 @@ shuffled, because a local runner keeps shuffled data in memory. In order:
    and the others to `rejected/rejected-<file>-of-<files>.parquet` (with the kept id and the
    similarity to it).
 
+The stage's composite PTransform, `DedupDocuments`, reads as that list: `CandidateEdges`
+(1 to 3), `components.Rounds` (4) and `DecideAndApply` (5 and 6), which gives the files written
+(`StageOutput`). Components still changing after its rounds go on in follow-up jobs from the
+edges it saved; `DecideAndApply` then writes the outputs again from the settled ones.
+
 Decisions depend on content only (ids, texts, sources), never on the number of workers, files
 or bundles: the same input keeps the same documents everywhere.
 """
@@ -45,6 +50,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
 from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir, streaming_parquet
@@ -52,7 +58,7 @@ from pipelines.core.engine import make_pipeline, run_pipeline
 from pipelines.core.job import Context, Job
 from pipelines.core.progress import RECORDS, Pass, Tally, forget
 from pipelines.core.spill import SpillBuffer, open_for_write, remove_folder, windowed
-from pipelines.core.tables import StageTables
+from pipelines.core.tables import StageOutput, StageTables
 from pipelines.dedup import components
 from pipelines.dedup.index import (
     IndexDir,
@@ -547,7 +553,8 @@ class DecideCluster(_Spilling):
 class ApplyDecisions(beam.DoFn):
     """(file number, ([url], decision files)) -> writes the file's staying documents to
     `data/` and the others to `rejected/`, both in input order, as the input streams; with an
-    index, also stages the file's part of the snapshot's index. Nothing is shuffled."""
+    index, also stages the file's part of the snapshot's index. Nothing is shuffled. Outputs
+    the data file's URL, and the rejected file's as `rejected`."""
 
     def __init__(self, stage: StageDir, work_url: str, num_files: int, config: DedupConfig,
                  index_snapshot: str | None, progress: str | None = None):
@@ -618,7 +625,9 @@ class ApplyDecisions(beam.DoFn):
         if self.index_snapshot is not None:
             self._write_index(file_no, kept_rows)
         release_memory()
-        return []
+        yield posixpath.join(self.data_url, f"part-{name}")
+        yield pvalue.TaggedOutput("rejected", posixpath.join(self.rejected_url,
+                                                             f"rejected-{name}"))
 
     @staticmethod
     def _reject(table: pa.Table, i: int, reason, keeper, sim, detail) -> dict:
@@ -722,43 +731,85 @@ def index_parts(index: IndexDir | None, snapshot: str, bands: int) -> list[tuple
     return parts
 
 
-def candidate_edges(p, graph: EdgeGraph, config: DedupConfig, progress: str | None = None):
-    """Signatures, band buckets and verification: the verified edges (a, b)."""
-    exact = config.verify == "exact"
-    n_new = len(graph.doc_urls)
-    files = (p | "Files" >> beam.Create(list(enumerate(graph.doc_urls)))
-             | "SpreadFiles" >> beam.Reshuffle())
-    signed = files | "Sign" >> beam.ParDo(SignFile(config, graph.work_url, progress))
-    old = (p | "IndexParts" >> beam.Create([((n_new + j) << 32, bands) for j, (_docs, bands)
-                                            in enumerate(graph.index_parts)])
-           | "ReadIndexBands" >> beam.ParDo(ReadIndexBands(graph.work_url,
-                                                           config.band_partitions)))
-    return ((signed, old) | "AllBands" >> beam.Flatten()
-            | "GroupKeyRange" >> beam.GroupByKey()
-            | "StarEdges" >> beam.ParDo(StarEdges(graph.work_url))
-            | "GroupByFirst" >> beam.GroupByKey()
-            | "AttachFirst" >> beam.ParDo(AttachFirst(graph.tables, graph.work_url, exact))
-            | "GroupBySecond" >> beam.GroupByKey()
-            | "Verify" >> beam.ParDo(VerifyEdges(graph.tables, config)))
+class CandidateEdges(beam.PTransform):
+    """(file number, URL) of the input files -> the verified edges (a, b): signatures, band
+    buckets (with the index's earlier snapshots) and verification (steps 1 to 3)."""
+
+    def __init__(self, graph: EdgeGraph, config: DedupConfig, progress: str | None = None):
+        super().__init__()
+        self.graph, self.config, self.progress = graph, config, progress
+
+    def expand(self, files):
+        graph, config = self.graph, self.config
+        exact = config.verify == "exact"
+        n_new = len(graph.doc_urls)
+        signed = (files
+                  | "SpreadFiles" >> beam.Reshuffle()
+                  | "Sign" >> beam.ParDo(SignFile(config, graph.work_url, self.progress)))
+        old = (files.pipeline
+               | "IndexParts" >> beam.Create([((n_new + j) << 32, bands) for j, (_docs, bands)
+                                              in enumerate(graph.index_parts)])
+               | "ReadIndexBands" >> beam.ParDo(ReadIndexBands(graph.work_url,
+                                                               config.band_partitions)))
+        return ((signed, old) | "AllBands" >> beam.Flatten()
+                | "GroupKeyRange" >> beam.GroupByKey()
+                | "StarEdges" >> beam.ParDo(StarEdges(graph.work_url))
+                | "GroupByFirst" >> beam.GroupByKey()
+                | "AttachFirst" >> beam.ParDo(AttachFirst(graph.tables, graph.work_url, exact))
+                | "GroupBySecond" >> beam.GroupByKey()
+                | "Verify" >> beam.ParDo(VerifyEdges(graph.tables, config)))
 
 
-def decide_and_write(p, stars, stage: StageDir, graph: EdgeGraph, config: DedupConfig,
-                     index_snapshot: str | None, progress: str | None = None):
-    decisions = (stars
-                 | "Members" >> beam.FlatMap(components.star_members)
-                 | "ByMemberFile" >> beam.Map(lambda mr: (file_of(mr[0]), mr))
-                 | "GroupMemberFile" >> beam.GroupByKey()
-                 | "Lookup" >> beam.ParDo(LookupMembers(graph.tables, graph.work_url,
-                                                        config.band_partitions))
-                 | "GroupCluster" >> beam.GroupByKey()
-                 | "Decide" >> beam.ParDo(DecideCluster(config, graph.first_new_node,
-                                                        graph.end_new_node, graph.work_url)))
-    files = p | "FilesAgain" >> beam.Create([(i, url) for i, url in enumerate(graph.doc_urls)])
-    (({"url": files, "decisions": decisions})
-     | "JoinFile" >> beam.CoGroupByKey()
-     | "Unpack" >> beam.Map(lambda kv: (kv[0], (kv[1]["url"], kv[1]["decisions"])))
-     | "Apply" >> beam.ParDo(ApplyDecisions(stage, graph.work_url, len(graph.doc_urls), config,
-                                            index_snapshot, progress)))
+class DecideAndApply(beam.PTransform):
+    """The components' final star edges -> `StageOutput`: the `data/` and `rejected/` files
+    written, one of each per input file (steps 5 and 6)."""
+
+    def __init__(self, stage: StageDir, graph: EdgeGraph, config: DedupConfig,
+                 index_snapshot: str | None, progress: str | None = None):
+        super().__init__()
+        self.stage, self.graph, self.config = stage, graph, config
+        self.index_snapshot, self.progress = index_snapshot, progress
+
+    def expand(self, stars):
+        graph, config = self.graph, self.config
+        decisions = (stars
+                     | "Members" >> beam.FlatMap(components.star_members)
+                     | "ByMemberFile" >> beam.Map(lambda mr: (file_of(mr[0]), mr))
+                     | "GroupMemberFile" >> beam.GroupByKey()
+                     | "Lookup" >> beam.ParDo(LookupMembers(graph.tables, graph.work_url,
+                                                            config.band_partitions))
+                     | "GroupCluster" >> beam.GroupByKey()
+                     | "Decide" >> beam.ParDo(DecideCluster(config, graph.first_new_node,
+                                                            graph.end_new_node, graph.work_url)))
+        files = stars.pipeline | "FilesAgain" >> beam.Create(list(enumerate(graph.doc_urls)))
+        written = (({"url": files, "decisions": decisions})
+                   | "JoinFile" >> beam.CoGroupByKey()
+                   | "Unpack" >> beam.Map(lambda kv: (kv[0], (kv[1]["url"], kv[1]["decisions"])))
+                   | "Apply" >> beam.ParDo(ApplyDecisions(
+                       self.stage, graph.work_url, len(graph.doc_urls), config,
+                       self.index_snapshot, self.progress)).with_outputs("rejected", main="kept"))
+        return StageOutput(written.kept, written.rejected)
+
+
+class DedupDocuments(beam.PTransform):
+    """(file number, URL) of the input files -> `StageOutput` (`DecideAndApply`'s): candidate
+    edges, `rounds` rounds of connected components, decisions, and the files written. The edges
+    after those rounds are saved under `work/` too, for a follow-up job to go on from should the
+    components not have settled (`build_dedup`)."""
+
+    def __init__(self, tables: StageTables, graph: EdgeGraph, config: DedupConfig, rounds: int,
+                 index_snapshot: str | None, progress: str | None = None):
+        super().__init__()
+        self.tables, self.graph, self.config, self.rounds = tables, graph, config, rounds
+        self.index_snapshot, self.progress = index_snapshot, progress
+
+    def expand(self, files):
+        stars = (files
+                 | "Candidates" >> CandidateEdges(self.graph, self.config, self.progress)
+                 | "Components" >> components.Rounds(self.rounds))
+        save_edges(self.tables, stars, self.rounds)
+        return stars | "Write" >> DecideAndApply(self.tables.stage, self.graph, self.config,
+                                                 self.index_snapshot, self.progress)
 
 
 EDGE_SCHEMA = pa.schema([pa.field("a", pa.uint64()), pa.field("b", pa.uint64())])
@@ -801,11 +852,10 @@ def build_dedup(stage: StageDir, doc_urls: list[str], config: DedupConfig, engin
     index_snapshot = snapshot if index is not None else None
     rounds = min(INLINE_ROUNDS, config.max_rounds)
 
+    tables = StageTables(stage, engine)
     p = make_pipeline(engine)
-    stars = (candidate_edges(p, graph, config, progress)
-             | "Components" >> components.Rounds(rounds))
-    save_edges(StageTables(stage, engine), stars, rounds)
-    decide_and_write(p, stars, stage, graph, config, index_snapshot, progress)
+    (p | "Files" >> beam.Create(list(enumerate(doc_urls)))
+     | "Dedup" >> DedupDocuments(tables, graph, config, rounds, index_snapshot, progress))
     counters = run_pipeline(p)
 
     done = rounds
@@ -818,8 +868,8 @@ def build_dedup(stage: StageDir, doc_urls: list[str], config: DedupConfig, engin
         _log.info("dedup: components unsettled after %d rounds; running %d more", done, more)
         p = make_pipeline(engine)
         edges = _read_edges(p, _edge_files(stage, f"edges-{done:02d}"), "Saved")
-        save_edges(StageTables(stage, engine),
-                   edges | "Components" >> components.Rounds(more, first=done + 1), done + more)
+        save_edges(tables, edges | "Components" >> components.Rounds(more, first=done + 1),
+                   done + more)
         counters.update({k: v for k, v in run_pipeline(p).items() if "cc_round" in k})
         settled = components.first_settled_round(counters, done + 1, done + more)
         done += more
@@ -830,7 +880,7 @@ def build_dedup(stage: StageDir, doc_urls: list[str], config: DedupConfig, engin
             p = make_pipeline(engine)
             stars = _read_edges(p, _edge_files(stage, f"edges-{done:02d}"), "Settled")
             forget(progress, PASSES[1].measure)  # the records are written (and counted) again
-            decide_and_write(p, stars, stage, graph, config, index_snapshot, progress)
+            stars | "Write" >> DecideAndApply(stage, graph, config, index_snapshot, progress)
             rerun = run_pipeline(p)
             counters.update({k: v for k, v in rerun.items() if "cc_round" not in k})
     counters[f"{STAGE}/cc_rounds"] = settled
