@@ -16,6 +16,8 @@ retries) and robots.txt (`pipelines/crawl/robots.py`), re-checked on every
 redirect hop; a redirect to another host is not followed on the spot (that host has its own queue
 and pace) but queued as a URL of its own for the next round. With `depth` > 0, links of fetched
 pages are queued too; each round is one Beam job, until no new URL is left or `depth` is reached.
+A round's composite PTransform is `CrawlRound`: lanes -> the pages archived and the URLs
+rejected (`StageOutput`, the rejects written as a table per round), its links kept for the next.
 
 A refresh passes the validators of an earlier crawl (`warc_out.validators`): requests become
 conditional, and a 304 is archived as a revisit record (`unchanged`), which extract skips.
@@ -42,7 +44,7 @@ from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir, data_urls,
 from pipelines.core.engine import make_pipeline, run_pipeline
 from pipelines.core.job import Context, Job
 from pipelines.core.progress import Tally
-from pipelines.core.tables import StageTables, stable_hash
+from pipelines.core.tables import StageOutput, StageTables, stable_hash
 from pipelines.crawl.fetcher import Fetcher, FetchPolicy, FetchResult, default_resolver
 from pipelines.crawl.robots import RobotsCache
 from pipelines.crawl.sitemaps import SitemapLimits, SitemapReader
@@ -431,6 +433,30 @@ class CrawlLane(beam.DoFn):
         return rows
 
 
+class CrawlRound(beam.PTransform):
+    """Lanes (`lanes_of`) -> `StageOutput`: the pages archived (url, status, host, WARC file)
+    and the rejects of the URLs that failed; the links found for the next round go to
+    `links_url` (JSON lines of (url, depth), sorted), which the driver reads when the job ends.
+    One Beam job per round (`build_crawl`)."""
+
+    def __init__(self, config: CrawlConfig, stage: StageDir, round_no: int, robots_folder: str,
+                 lane_states: str, links_url: str, progress: str | None = None):
+        super().__init__()
+        self.config, self.stage, self.round_no = config, stage, round_no
+        self.robots_folder, self.lane_states, self.links_url = robots_folder, lane_states, links_url
+        self.progress = progress
+
+    def expand(self, lanes):
+        out = (lanes
+               | "Crawl" >> beam.ParDo(CrawlLane(
+                   self.config, self.stage.url(DATA_DIR), self.lane_states, self.round_no,
+                   tuple(self.config.seeds), self.robots_folder, self.progress))
+               .with_outputs("rejected", "links", main="archived"))
+        (out.links | "Collect" >> beam.combiners.ToList()
+         | "WriteLinks" >> beam.Map(_write_links, self.links_url))
+        return StageOutput(out.archived, out.rejected)
+
+
 def page_links(result) -> list[str]:
     """The links of an HTML page (absolute), for the next round."""
     import courlan
@@ -554,13 +580,9 @@ def build_crawl(stage: StageDir, config: CrawlConfig, engine: EngineConfig,
         links_url = stage.url(WORK_DIR, f"links-r{round_no:02d}.jsonl")
         p = make_pipeline(engine)
         out = (p | "Lanes" >> beam.Create(lanes_of(items, validators, lanes, frontier.pacers))
-               | "Crawl" >> beam.ParDo(CrawlLane(config, stage.url(DATA_DIR), lane_states,
-                                                 round_no, tuple(config.seeds), store.folder,
-                                                 progress))
-               .with_outputs("rejected", "links", main="archived"))
+               | "Round" >> CrawlRound(config, stage, round_no, store.folder, lane_states,
+                                       links_url, progress))
         StageTables(stage, engine).rejected(out.rejected, prefix=f"rejected-r{round_no:02d}")
-        (out.links | "Collect" >> beam.combiners.ToList()
-         | "WriteLinks" >> beam.Map(_write_links, links_url))
         with Progress(lane_states, len(items), log):
             counters.update(run_pipeline(p))
         refused = []
