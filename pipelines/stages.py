@@ -2,10 +2,11 @@
 dashboards, the dataset root and the tests.
 
 A row names the stage (its folder under the dataset root), the stage whose output it reads
-(`upstream`), the module that holds it (`module`: its composite PTransform, its Beam build and its
-`plan`; that module's code, with every project module it imports, makes the stage's fingerprint),
-the config settings that make its fingerprint (`settings`, dotted paths into `PipelineConfig`),
-and what it reads. `pipelines.core.job.run` does the rest for every stage alike.
+(`upstream`), the module that holds it (`module`: its composite PTransform, which returns a
+`pipelines.core.tables.StageOutput`, its Beam build, which writes through
+`pipelines.core.tables.StageTables`, and its `plan`; that module's code, with every project
+module it imports, makes the stage's fingerprint), the config settings that make its
+fingerprint (`settings`, dotted paths into `PipelineConfig`), and what it reads. `pipelines.core.job.run` does the rest for every stage alike.
 
 Adding a stage is one module (with `plan(ctx) -> Job`, see `pipelines/core/job.py`) and one row.
 Training is not a row (it runs under torchrun, not Beam): `flows/train_flow.py` runs it under the

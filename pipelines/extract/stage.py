@@ -8,6 +8,9 @@ text; a captured page is reduced to its main text and metadata with trafilatura
 Rejects: `unchanged` (a refresh crawl's 304 revisit record), `revisit` (no payload),
 `http_<status>` (not a 200; an unknown status passes), `not_html`, `no_text` (nothing left),
 `extract_error`, `extract_timeout`, and what the readers reject (`corrupt_record`, `too_large`).
+
+The stage's composite PTransform is `ExtractDocuments` (file URLs -> `StageOutput`); the build
+reads: input files -> `ExtractDocuments` -> `StageTables.write`.
 """
 
 from __future__ import annotations

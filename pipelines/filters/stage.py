@@ -9,7 +9,9 @@ get `lang`, `lang_score`, their quality signals and, last, their e-mail addresse
 and phone numbers replaced by placeholders (`pipelines/filters/pii.py`), counted per kind. PII
 replacement is no filter of the chain: it drops nothing, and the quality signals are those of
 the text before it. Every drop is a rejected row with its reason and a `filter:dropped_<reason>`
-counter (counted by the filter base, `pipelines/filters/base.py`).
+counter (counted by the filter base, `pipelines/filters/base.py`). The stage's composite
+PTransform is `FilterDocuments` (documents -> `StageOutput`); the build reads: read -> filter ->
+write.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 Documents are spread over `num_shards` files by id hash and sorted by id inside each file, so the
 same corpus gives the same files whatever the engine did. A document with no text left cannot be
 part of a corpus and is rejected as `empty_text` (a guard; earlier stages should not produce it).
+The stage's composite PTransform is `ShardDocuments` (documents -> `StageOutput`).
 """
 
 from __future__ import annotations
