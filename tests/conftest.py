@@ -4,9 +4,9 @@ Prefect server for the whole session.
 Without PREFECT_API_URL every process that runs a flow starts Prefect's temporary server, which
 costs 10-25 s on 2 busy cores; the suite runs a hundred flows in subprocesses. So the session
 starts one `prefect server start` (tests/prefect_server.py, on a free loopback port, its SQLite
-under the session's PREFECT_HOME, no UI, no scheduler) and every test and CLI subprocess talks to
-it. Tests of the temporary server itself (a user's first run) or of a scheduler start their own.
-Set PREFECT_API_URL yourself to use another server.
+under the session's PREFECT_HOME, with its UI, no scheduler) and every test and CLI subprocess
+talks to it. Tests of the temporary server itself (a user's first run) or of a scheduler start
+their own. Set PREFECT_API_URL yourself to use another server.
 """
 
 import atexit
@@ -26,9 +26,10 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # Prefect's default of 20 s: a test (and the CLI it starts) waits longer rather than fail.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 # Beam in this process rather than in 2 worker processes started for every stage (about 5 s of
-# CPU a stage on 2 cores): the same bytes (tests/test_tables.py, test_shard_tokenize.py and
-# test_dedup.py compare 1 in-memory worker with 2 worker processes); a test about worker
-# processes asks for them (`--running-mode multi_processing`, or its own config).
+# CPU a stage on 2 cores): the same bytes (tests/test_tables.py, test_tokenize.py and
+# test_dedup.py compare 1 in-memory worker with 2 worker processes, test_portable.py every stage
+# with an external worker pool); a test about worker processes asks for them
+# (`--running-mode multi_processing`, or its own config).
 os.environ.setdefault("CORPUS_SET", "engine.running_mode=in_memory")
 # INFO lines logged at interpreter exit would hit pytest's already-closed capture streams.
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -47,11 +48,26 @@ def pytest_configure(config):
     from tests.prefect_server import PrefectServer
 
     home = Path(os.environ["PREFECT_HOME"])
-    _SESSION_SERVER = PrefectServer(home, ui=False, scheduler=False).start()
+    # the UI too: tests/test_ui.py opens its pages (serving them costs the server nothing)
+    _SESSION_SERVER = PrefectServer(home, ui=True, scheduler=False).start()
     os.environ["PREFECT_API_URL"] = os.environ[SERVER_ENV] = _SESSION_SERVER.api_url
     # stopped at exit, after the handlers Prefect registers later (atexit runs them last first)
     # have sent their last logs to it
     atexit.register(_SESSION_SERVER.__exit__, None, None, None)
+
+
+# The slowest test files, slowest first (`pytest --durations=0`, summed by file, 2 cores): they
+# run first, so that the two xdist workers (one file at a time each) end together rather than
+# one waiting for the other's long last file. The rest follow in their usual order.
+SLOWEST_FIRST = ("test_schedule.py", "test_demo_flow.py", "test_train_resume.py",
+                 "test_cli_safety.py", "test_first_run.py", "test_crawl.py", "test_tables.py",
+                 "test_dedup.py", "test_snapshots.py", "test_progress.py", "test_tokenize.py",
+                 "test_portable.py", "test_trainer.py", "test_ui.py", "test_verify.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order kept
 
 
 def pytest_collection_finish(session):
@@ -70,6 +86,14 @@ def shared(*parts: str) -> Path:
         pytest.fail(f"{path} is missing: the tests read real data from ../shared/data, "
                     f"which must sit beside the clone", pytrace=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def session_server():
+    """The session's Prefect server (or the one PREFECT_API_URL names) as a PrefectServer."""
+    from tests.prefect_server import PrefectServer
+
+    return PrefectServer.running(os.environ["PREFECT_API_URL"], Path(os.environ["PREFECT_HOME"]))
 
 
 @pytest.fixture

@@ -53,7 +53,8 @@ def dataset_files(root: Path) -> list[Path]:
     found = []
     for stage in STAGES:
         folder = root / stage
-        found += sorted(folder.glob("data/**/*.parquet")) + sorted(folder.glob("rejected/*.parquet"))
+        found += sorted(folder.glob("data/**/*.parquet"))
+        found += sorted(folder.glob("rejected/*.parquet"))
     tokens = root / "tokenize"
     found += sorted(p for p in tokens.glob("data/*") if p.suffix in TOKEN_SUFFIXES)
     found += [tokens / "tokenizer.json"]
@@ -92,7 +93,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="write the digests of a finished build's data files")
     p.add_argument("dataset", type=Path)
     p.add_argument("out", type=Path)
-    p.add_argument("--demo", action="store_true", help="Parquet files by rows without " + ", ".join(DEMO_VARIES))
+    p.add_argument("--demo", action="store_true",
+                   help="Parquet files by rows without " + ", ".join(DEMO_VARIES))
     p.add_argument("--commit", default="", help="the commit whose code wrote the dataset")
     p.add_argument("--command", default="", help="the command that built it")
     args = p.parse_args(argv)

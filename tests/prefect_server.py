@@ -63,6 +63,16 @@ class PrefectServer:
         self.proc: subprocess.Popen | None = None
         self.log_path = self.home / "server.log"
 
+    @classmethod
+    def running(cls, api_url: str, home: Path) -> "PrefectServer":
+        """The server already answering at `api_url` (the session's, tests/conftest.py): its
+        API and `env`, nothing to start or stop."""
+        server = cls(home)
+        server.api_url = api_url
+        server.url = api_url.removesuffix("/api")
+        server.port = int(server.url.rsplit(":", 1)[1])
+        return server
+
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
         env.update({"PREFECT_HOME": str(self.home), "PREFECT_API_URL": self.api_url,

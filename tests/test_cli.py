@@ -120,22 +120,6 @@ def test_train_on_something_that_is_not_a_dataset(tmp_path):
     one_line_error(corpus("train", "--dataset", str(tmp_path)), "no finished token shards")
 
 
-def test_first_run_on_real_crawls_is_clean(tmp_path):
-    """A user's first run: a fresh Prefect home, no settings, real WARC files. It finishes, prints
-    the summary table and logs no error (offline, Prefect's telemetry would log one)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
-    out = subprocess.run([CORPUS, "build", "--input", str(shared("warc")), "--output",
-                          str(tmp_path / "ds")], capture_output=True, text=True, timeout=600,
-                         env=env)
-    assert out.returncode == 0, out.stderr[-3000:]
-    logs = out.stdout + out.stderr
-    assert "Traceback" not in logs and "| ERROR" not in logs, logs[-3000:]
-    table = out.stdout[out.stdout.index("stage "):]
-    for stage in ("extract", "filter", "dedup", "shard", "tokenize"):
-        assert f"{tmp_path / 'ds' / stage}" in table
-
-
 def test_version_and_verbosity_flags():
     out = corpus("--version")
     assert out.returncode == 0

@@ -71,7 +71,7 @@ def sites():
                                                   host="127.0.0.2") as private:
         port = main.port
         a, b = f"http://a.example.com:{port}", f"http://b.example.com:{port}"
-        sitemap1 = (f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        sitemap1 = ('<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
                     + "".join(f"<url><loc>{u}</loc></url>" for u in (
                         f"{a}/p1", f"{a}/p2", f"{a}/private/secret", f"{a}/missing",
                         f"{a}/flaky", f"{a}/slow", f"{a}/big", f"{a}/redirect",
@@ -210,7 +210,6 @@ def test_the_crawl_command(sites, tmp_path):
     from tests.test_cli import corpus, one_line_error
 
     main, private, a, b = sites
-    port = main.port
     one_line_error(corpus("crawl", "--output", str(tmp_path / "none")), "nothing to crawl")
     one_line_error(corpus("crawl", "--output", str(tmp_path / "bad"), "--seeds",
                           "file:///etc/passwd"), "not an http(s) URL")

@@ -1,4 +1,5 @@
-"""PII replacement (`pipelines/filters/pii.py`): what is replaced, what is left alone, and the settings.
+"""PII replacement (`pipelines/filters/pii.py`): what is replaced, what is left alone, and the
+settings.
 
 The two lists below are the specification: every line of REPLACED must come out exactly as
 written (the placeholders give the count per kind), and every line of UNTOUCHED must come out

@@ -26,7 +26,8 @@ def test_rerun_skips_and_config_change_reruns(tmp_path):
     again = job.run("extract", str(tmp_path), config, inputs=warcs())
     assert again.skipped and again.manifest == first.manifest
     job.run("filter", str(tmp_path), config)
-    stricter = PipelineConfig(engine=IN_MEMORY, filter=FilterConfig(quality=QualityConfig(min_chars=5000)))
+    stricter = PipelineConfig(engine=IN_MEMORY,
+                              filter=FilterConfig(quality=QualityConfig(min_chars=5000)))
     rerun = job.run("filter", str(tmp_path), stricter)
     assert not rerun.skipped
     assert rerun.counts.rejected.get("too_short", 0) > 0

@@ -43,11 +43,11 @@ def test_ten_steps_resume_ten_steps_equals_twenty(tokens, tmp_path):  # noqa: F8
     straight = run(tokens, tmp_path / "straight", config)
     assert straight["samples_consumed"] == 20 * 4 * 2
     assert steps_on_disk(tmp_path / "straight") == [10, 20]
-    split = tmp_path / "split"
-    run(tokens, split, config)
     import shutil
 
-    shutil.rmtree(split / "checkpoints" / "step-00000020")  # as if stopped after step 10
+    split = tmp_path / "split"  # the same run, as if stopped after step 10
+    shutil.copytree(tmp_path / "straight", split)
+    shutil.rmtree(split / "checkpoints" / "step-00000020")
     kept = [line for line in (split / "metrics.jsonl").read_text().splitlines()
             if json.loads(line)["step"] <= 10]
     (split / "metrics.jsonl").write_text("\n".join(kept) + "\n")
@@ -61,28 +61,29 @@ def test_ten_steps_resume_ten_steps_equals_twenty(tokens, tmp_path):  # noqa: F8
 
 
 def test_ddp_and_fsdp_match_one_process_and_share_checkpoints(tokens, tmp_path):  # noqa: F811
+    """DDP on 2 processes trains like one process on the whole batch; its step-3 checkpoint,
+    resumed under FSDP2, goes on as DDP and the one process went on (FSDP2 from its first step
+    against one process: tests/test_parallel_ckpt.py)."""
     config = replace(BASE, steps=6, dropout=0.0, checkpoint_interval=3)
     one = run(tokens, tmp_path / "one", replace(config, batch_size=8), nproc=1)
     ddp = run(tokens, tmp_path / "ddp", config)
-    fsdp = run(tokens, tmp_path / "fsdp", replace(config, parallel="fsdp"))
-    assert (one["parallel"], ddp["parallel"], fsdp["parallel"]) == ("none", "ddp", "fsdp")
-    reference = losses(tmp_path / "one")
-    for out in ("ddp", "fsdp"):
-        got = losses(tmp_path / out)
-        for step in range(1, 7):
-            assert got[step] == pytest.approx(reference[step], rel=1e-4), (out, step)
-    # the DDP run's step-3 checkpoint, resumed under FSDP2, continues as DDP went on
+    assert (one["parallel"], ddp["parallel"]) == ("none", "ddp")
+    reference, ddp_losses = losses(tmp_path / "one"), losses(tmp_path / "ddp")
+    for step in range(1, 7):
+        assert ddp_losses[step] == pytest.approx(reference[step], rel=1e-4), step
     import shutil
 
     mixed = tmp_path / "mixed"
     shutil.copytree(tmp_path / "ddp", mixed)
     shutil.rmtree(mixed / "checkpoints" / "step-00000006")
     (mixed / "metrics.jsonl").unlink()
-    run(tokens, mixed, replace(config, parallel="fsdp"), resume=True)
-    got, ddp_losses = losses(mixed), losses(tmp_path / "ddp")
+    fsdp = run(tokens, mixed, replace(config, parallel="fsdp"), resume=True)
+    assert fsdp["parallel"] == "fsdp" and fsdp["resumed"]
+    got = losses(mixed)
     assert sorted(got) == [4, 5, 6]
     for step in (4, 5, 6):
         assert got[step] == pytest.approx(ddp_losses[step], rel=1e-5), step
+        assert got[step] == pytest.approx(reference[step], rel=1e-4), step
 
 
 def test_sigterm_leaves_a_checkpoint_that_resume_continues(tokens, tmp_path):  # noqa: F811

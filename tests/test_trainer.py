@@ -117,7 +117,8 @@ def test_a_checkpoint_of_another_tokenizer_is_refused(tokens, tmp_path, monkeypa
     state = {"model": GPT(cfg).state_dict(), "model_config": asdict(cfg)}
     path = tmp_path / "ckpt.pt"
     torch.save(state, path)
-    assert load_init_checkpoint(str(path), cfg, info)["model_config"] == asdict(cfg)  # no hash: kept
+    # no hash: kept
+    assert load_init_checkpoint(str(path), cfg, info)["model_config"] == asdict(cfg)
     torch.save({**state, "tokenizer_sha256": "ab" * 32}, path)
     with pytest.raises(ValueError, match="another tokenizer") as err:
         load_init_checkpoint(str(path), cfg, info)

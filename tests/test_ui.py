@@ -1,10 +1,11 @@
 """The Prefect UI, in a real browser, shows a stage's data-quality table.
 
-A real `prefect server start` (tests/prefect_server.py), a real `corpus build` of Shakespeare and
-German web sentences against it as a subprocess, then headless Chromium (Debian's `chromium`,
-driven by Playwright; never a downloaded browser) opens the finished flow run, its Artifacts tab
-and the dedup stage's quality artifact, and the rows it renders must be the rows the artifact
-holds in the API. Screenshots go to $CORPUS_TEST_OUTPUT, else test-output/ in the repository.
+The session's real `prefect server start` (tests/conftest.py), a real `corpus build` of
+Shakespeare and German web sentences against it as a subprocess, then headless Chromium (Debian's
+`chromium`, driven by Playwright; never a downloaded browser) opens the finished flow run, its
+Artifacts tab and the dedup stage's quality artifact, and the rows it renders must be the rows the
+artifact holds in the API. Screenshots go to $CORPUS_TEST_OUTPUT, else test-output/ in the
+repository.
 
 The browser reaches 127.0.0.1 only: every other request is aborted (the V2 UI asks
 sr-client-cfg.amplitude.com for a config even with analytics off) and host names do not resolve.
@@ -26,7 +27,6 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests.conftest import ROOT, shared
-from tests.prefect_server import PrefectServer
 
 VIEWPORT = {"width": 1400, "height": 900}
 # Rows the dedup quality table of the input below must have, and the page must show.
@@ -66,38 +66,42 @@ def write_documents(path: Path) -> int:
     docs += [" ".join(german[i * 8:(i + 1) * 8]) for i in range(6)]
     docs.append(docs[0])
     path.write_text("".join(
-        json.dumps({"id": f"doc-{i:03d}", "url": f"https://plays.example.org/{i}", "text": d}) + "\n"
+        json.dumps({"id": f"doc-{i:03d}", "url": f"https://plays.example.org/{i}", "text": d})
+        + "\n"
         for i, d in enumerate(docs)))
     return len(docs)
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """A finished `corpus build --until dedup` run on a real server, and its quality artifact."""
+def built(tmp_path_factory, session_server):
+    """A finished `corpus build --until dedup` run on the session's server, and its quality
+    artifact."""
     from flows.artifacts import artifact_key
 
+    server = session_server
     tmp = tmp_path_factory.mktemp("ui")
     write_documents(tmp / "docs.jsonl")
     output = tmp / "plays"
-    with PrefectServer(tmp / "prefect") as server:
-        build = subprocess.run(
-            [sys.executable, "-m", "flows.cli", "build", "--input", str(tmp / "docs.jsonl"),
-             "--output", str(output), "--until", "dedup"],
-            env=server.env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
-        assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-        [run] = server.flow_runs("corpus-build")
-        assert run["state_type"] == "COMPLETED", run["state_name"]
-        key = artifact_key(str(output), "dedup-quality")
-        [artifact] = [a for a in server.artifacts(key) if a["key"] == key]
-        assert artifact["flow_run_id"] == run["id"] and artifact["type"] == "table"
-        data = artifact["data"]
-        rows = json.loads(data) if isinstance(data, str) else data
-        expected = {row["measure"]: cell(row["value"]) for row in rows}
-        # The table is worth looking at: both languages, a real duplicate rate, most documents kept.
-        assert KEY_MEASURES <= expected.keys(), expected
-        assert int(expected["documents out"]) >= 30 and float(
-            expected["duplicate rate, this snapshot"]) > 0, expected
-        yield SimpleNamespace(server=server, run=run, artifact=artifact, expected=expected)
+    build = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "build", "--input", str(tmp / "docs.jsonl"),
+         "--output", str(output), "--until", "dedup"],
+        env=server.env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    key = artifact_key(str(output), "dedup-quality")
+    [artifact] = [a for a in server.artifacts(key) if a["key"] == key]
+    assert artifact["type"] == "table"
+    run = server.api(f"/flow_runs/{artifact['flow_run_id']}")
+    flow = server.api(f"/flows/{run['flow_id']}")
+    assert (flow["name"], run["parameters"]["output"]) == ("corpus-build", str(output))
+    assert run["state_type"] == "COMPLETED", run["state_name"]
+    data = artifact["data"]
+    rows = json.loads(data) if isinstance(data, str) else data
+    expected = {row["measure"]: cell(row["value"]) for row in rows}
+    # The table is worth looking at: both languages, a real duplicate rate, most documents kept.
+    assert KEY_MEASURES <= expected.keys(), expected
+    assert int(expected["documents out"]) >= 30 and float(
+        expected["duplicate rate, this snapshot"]) > 0, expected
+    return SimpleNamespace(server=server, run=run, artifact=artifact, expected=expected)
 
 
 def cell(value) -> str:
