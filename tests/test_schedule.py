@@ -205,3 +205,17 @@ def test_a_refresh_whose_crawl_archives_nothing_fails_in_one_line(tmp_path):
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("corpus: error: snapshot ") and "the crawl archived no page (" in last
     assert "nothing new" not in out.stdout + out.stderr
+
+
+def test_deployments_that_cannot_be_paused_are_named(tmp_path):
+    """Ctrl-C's pause against a server that does not answer: tried, then named in the line."""
+    from types import SimpleNamespace
+
+    from flows.cli.schedule import pause
+    from tests.prefect_server import free_port
+
+    found = [SimpleNamespace(flow_name="corpus-refresh", name="dataset-1")]
+    said = pause(f"http://127.0.0.1:{free_port()}/api", found, tries=2, timeout_s=1)
+    assert said.startswith("corpus: serve stopped, but 1 deployment(s) could not be paused: "
+                           "corpus-refresh/dataset-1 (")
+    assert "pause them in the Prefect UI" in said

@@ -11,6 +11,7 @@ real server (`prefect server start`): the temporary one a command starts has no 
 
 from __future__ import annotations
 
+import os
 import sys
 
 from flows import interrupt
@@ -110,28 +111,50 @@ def cmd_serve(args) -> int:
     print(f"serve: {len(config.crawl.seeds)} seed(s) into {args.output}, refreshed {when}"
           f"{'' if args.no_train else ', each published snapshot trained once'}; server {url}; "
           f"Ctrl-C stops", file=sys.stderr)
-    interrupt.on_stop(lambda: pause(url, found), message=(
-        "corpus: serve stopped; its deployments are paused (no run piles up meanwhile) and "
-        "resume when `corpus serve` runs again"))
+    interrupt.on_stop(lambda: say(pause(url, found)),
+                      message="corpus: serve stopped; pausing its deployments")
     serve(found)
     return 0
 
 
-def pause(url: str, found: list) -> None:
+def say(line: str) -> None:
+    """A line on stderr from the signal handler: straight to the descriptor (see interrupt)."""
+    os.write(sys.stderr.fileno(), f"{line}\n".encode())
+
+
+def pause(url: str, found: list, tries: int = 3, timeout_s: float = 10) -> str:
     """Pause the served deployments (what Prefect's own runner does when it stops), over plain
-    HTTP: this runs in a signal handler, beside the runner's event loop."""
+    HTTP: this runs in a signal handler, beside the runner's event loop. Each one is tried up to
+    `tries` times (a busy server may be slow to answer); returns the line that says what came of
+    it, naming any deployment left unpaused."""
     import json
     import urllib.parse
     import urllib.request
 
-    for deployment in found:
+    def pause_one(deployment) -> None:
         name = urllib.parse.quote(f"{deployment.flow_name}/{deployment.name}", safe="/")
-        with urllib.request.urlopen(f"{url}/deployments/name/{name}", timeout=5) as answer:
-            deployment_id = json.loads(answer.read())["id"]
+        with urllib.request.urlopen(f"{url}/deployments/name/{name}", timeout=timeout_s) as got:
+            deployment_id = json.loads(got.read())["id"]
         request = urllib.request.Request(
             f"{url}/deployments/{deployment_id}", data=json.dumps({"paused": True}).encode(),
             method="PATCH", headers={"Content-Type": "application/json"})
-        urllib.request.urlopen(request, timeout=5).close()
+        urllib.request.urlopen(request, timeout=timeout_s).close()
+
+    failed = []
+    for deployment in found:
+        for attempt in range(tries):
+            try:
+                pause_one(deployment)
+                break
+            except Exception as e:  # noqa: BLE001 (said below; stopping goes on)
+                if attempt == tries - 1:
+                    failed.append(f"{deployment.flow_name}/{deployment.name} ({e})")
+    if failed:
+        return (f"corpus: serve stopped, but {len(failed)} deployment(s) could not be paused: "
+                f"{'; '.join(failed)}; pause them in the Prefect UI, or their scheduled runs "
+                f"wait there for the next `corpus serve`")
+    return ("corpus: serve stopped; its deployments are paused (no run piles up meanwhile) and "
+            "resume when `corpus serve` runs again")
 
 
 def register(sub, common) -> None:
