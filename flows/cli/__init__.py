@@ -35,6 +35,9 @@ from flows.dataset_root import RootError
 # Prefect's server sends usage telemetry when it starts: offline that logs an ERROR, and on a
 # first run its database write races the migrations ("database is locked"). Opt in by setting it.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Prefect gives its temporary server 20 s to start; on 2 busy cores a first run was seen to miss
+# that and fail. A slow start costs a wait, not the run; a value you set is kept.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def common(p, sections: tuple[str, ...], func, output: bool) -> None:
