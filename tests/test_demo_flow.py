@@ -20,7 +20,7 @@ STAGES = ["scrape", "extract", "filter", "dedup", "shard", "tokenize"]
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "ds"
-    assert main(["demo", "--output", str(out), "--steps", "200"]) == 0
+    assert main(["demo", "--output", str(out), "--steps", "100"]) == 0
     return out
 
 

@@ -31,6 +31,7 @@ val_fraction = 0.3
 
 [train]
 steps = 20
+nproc = 1
 eval_interval = 10
 log_interval = 5
 """
