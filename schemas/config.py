@@ -290,8 +290,9 @@ class QualityConfig:
     """Quality filters (`pipelines/filters/`), in this order: URL blocklist, length, letter
     ratio (`rules.py`), Gopher repetition, Gopher quality (`gopher.py`), C4 (`c4.py`), FineWeb
     (`fineweb.py`). Every threshold is declared here, once, with the published value as its
-    default (each rule set in its own section, which `enabled` turns off); the filter classes
-    hold none of their own. The language lists apply to several rule sets."""
+    default (each rule set in its own section, which `enabled` turns off; `off_rules` turns off
+    single rules by reason); the filter classes hold none of their own. The language lists
+    apply to several rule sets."""
 
     min_chars: int = setting(200, "documents shorter than this are too_short", ge=0)
     min_alpha_ratio: float = setting(0.6, "letters and marks (Unicode L*, M*) among non-space "
@@ -306,6 +307,10 @@ class QualityConfig:
         "no mean word length rule")
     unpunctuated_langs: tuple[str, ...] = setting(("th", "lo"), "no full stop: punctuation "
                                                   "rules (C4, FineWeb) off")
+    off_rules: tuple[str, ...] = setting(
+        (), "single rules switched off, by the reason they reject with (e.g. "
+        "fineweb_line_punct,gopher_dup_5gram; README, Quality filters)", flag="--rules-off",
+        metavar="REASONS", kind="list")
     gopher_repetition: GopherRepetitionConfig = section(GopherRepetitionConfig)
     gopher_quality: GopherQualityConfig = section(GopherQualityConfig)
     c4: C4Config = section(C4Config)

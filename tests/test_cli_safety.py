@@ -57,6 +57,15 @@ def test_unknown_language_codes_are_refused_before_anything_runs(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_rule_switched_off_that_no_rule_has_is_refused_before_anything_runs(tmp_path):
+    warc = str(shared("warc", "dolma-sample-0000.warc.gz"))
+    line = one_line_error(corpus("build", "--input", warc, "--output", str(tmp_path / "o"),
+                                 "--rules-off", "fineweb_line_punct,line_punct"),
+                          "--rules-off", "no quality rule rejects with line_punct;")
+    assert "fineweb_line_punct," in line.split("reasons are")[1]  # the list to choose from
+    assert not (tmp_path / "o").exists()
+
+
 def test_bad_language_id_settings_are_refused_before_anything_runs(tmp_path):
     warc = str(shared("warc", "dolma-sample-0000.warc.gz"))
     junk = tmp_path / "model.bin"

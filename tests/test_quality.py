@@ -3,6 +3,7 @@ published rule holds at its boundary (one text just inside, one just outside).""
 
 import math
 import statistics
+from dataclasses import replace
 from functools import cache
 
 import apache_beam as beam
@@ -11,7 +12,7 @@ from apache_beam.metrics.metric import MetricsFilter
 
 from pipelines.filters.base import apply_filters, quality_signals
 from pipelines.filters.c4 import C4Filter
-from pipelines.filters.chain import quality_filters
+from pipelines.filters.chain import quality_filters, rule_reasons
 from pipelines.filters.fineweb import FineWebFilter
 from pipelines.filters.gopher import GopherQuality, GopherRepetition
 from pipelines.filters.rules import MinLength
@@ -494,3 +495,44 @@ def test_quality_signals_are_the_document_columns():
     assert quality_signals({"text": "తెలుగు 12"}) == {"n_chars": 9, "n_words": 2,
                                                       "alpha_ratio": 6 / 8}
     assert quality_signals({"text": None}) == {"n_chars": 0, "n_words": 0, "alpha_ratio": 0.0}
+
+
+# --- any single rule switched off by its reason -------------------------------------------------
+
+def test_a_rule_switched_off_lets_the_next_rules_decide():
+    """`off_rules`: the named rule passes every document; the rest of its rule set still runs."""
+    menu = "\n".join(MENU)  # FineWeb: line punctuation first, then short lines
+    off = QualityConfig(off_rules=("fineweb_line_punct",))
+    assert reason(FineWebFilter(QualityConfig()), menu, "de") == "fineweb_line_punct"
+    assert reason(FineWebFilter(off), menu, "de") == "fineweb_short_lines"
+    both = QualityConfig(off_rules=("fineweb_line_punct", "fineweb_short_lines"))
+    assert reason(FineWebFilter(both), menu, "de") in (None, "fineweb_list_ratio")
+    # a repeated 5-gram: switched off, the 6-gram of the same repeat decides
+    gram = " ".join(f"{c}{c}" for c in "abcdef")
+    text = pad(f"{gram} {gram}", 60)
+    on = QualityConfig(gopher_repetition=GopherRepetitionConfig(
+        **{**REPETITION_OFF, "dup_ngrams": ((5, 0.15), (6, 0.14))}))
+    assert reason(GopherRepetition(on), text) == "gopher_dup_5gram"
+    assert reason(GopherRepetition(replace(on, off_rules=("gopher_dup_5gram",))),
+                  text) == "gopher_dup_6gram"
+    # C4's document rules, switched off by reason as by their own settings
+    page = english_page()
+    lorem = "\n".join(page[:4] + ["Lorem ipsum dolor sit amet, consectetur adipiscing elit."]
+                      + page[4:])
+    assert reason(C4Filter(QualityConfig()), lorem, "en") == "c4_lorem_ipsum"
+    assert reason(C4Filter(QualityConfig(off_rules=("c4_lorem_ipsum",))), lorem, "en") is None
+
+
+def test_the_whole_chain_honours_off_rules_and_refuses_unknown_reasons():
+    hashtags = "\n".join(f"{w} #{w} #{w}tag #my{w}" for w in " ".join(english_page()).split()[:40])
+    [(_, dropped)] = apply_filters([{"text": hashtags, "lang": "en"}],
+                                   quality_filters(QualityConfig()))
+    assert dropped.reason == "gopher_hash_ratio"
+    [(_, later)] = apply_filters([{"text": hashtags, "lang": "en"}], quality_filters(
+        QualityConfig(off_rules=("gopher_hash_ratio",))))
+    assert later is None or later.reason != "gopher_hash_ratio"
+    known = rule_reasons(QualityConfig())
+    assert {"too_short", "gopher_dup_10gram", "c4_curly_bracket", "fineweb_list_ratio",
+            "blocked_url"} <= set(known)
+    with pytest.raises(ValueError, match="no quality rule rejects with fineweb_punct, nonsense"):
+        quality_filters(QualityConfig(off_rules=("fineweb_punct", "nonsense", "too_short")))

@@ -110,10 +110,17 @@ def check_tokenizer(config: PipelineConfig) -> None:
         raise UserError(str(err)) from None
 
 
-def check_blocklist(config: PipelineConfig) -> None:
+def check_quality(config: PipelineConfig) -> None:
+    """A missing --blocklist file or a reason in --rules-off that no rule has is one line now."""
+    from pipelines.filters.chain import check_rules_off
+
     blocklist = config.filter.quality.url_blocklist
     if blocklist and "://" not in blocklist and not os.path.isfile(blocklist):
         raise UserError(f"--blocklist: no such file: {blocklist}")
+    try:
+        check_rules_off(config.filter.quality)
+    except ValueError as err:
+        raise UserError(f"--rules-off: {err}") from None
 
 
 def run_flow(root: str, config: PipelineConfig, **kwargs) -> dict:
@@ -167,7 +174,7 @@ def cmd_build(args) -> int:
     if args.seeds or args.seeds_file:
         raise UserError("--seeds need --crawl (or use `corpus crawl`)")
     config = config_from(args)
-    check_blocklist(config)
+    check_quality(config)
     inputs = resolve_inputs(args.input, output, config.read)
     config = memory_engine(check_language_id(config), inputs + [output])
     check_engine(config)
@@ -209,7 +216,7 @@ def read_seeds(args) -> list[str]:
 def crawl_config(args, seeds: list[str]) -> PipelineConfig:
     """The config with `seeds`, checked before anything runs."""
     config = config_from(args, crawl={"seeds": list(seeds)})
-    check_blocklist(config)
+    check_quality(config)
     check_engine(config)
     check_tokenizer(config)
     return config

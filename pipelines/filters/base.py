@@ -9,7 +9,8 @@ with (C4 removes lines). `apply_filters` runs a chain of them.
 
 Thresholds are neither here nor in the filters: a filter is built from the config section that
 holds its settings (a quality filter from `QualityConfig`, reading its own rule set's section and
-the language lists), whose defaults are the published values.
+the language lists), whose defaults are the published values; any single rule is switched off
+by its reason in `QualityConfig.off_rules` (`self.rule` then passes the document).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class DocumentFilter:
     how tests and tables call the filter as a whole."""
 
     name = "filter"
+    reasons: tuple[str, ...] = ()  # every reason it can drop with
+    off: frozenset[str] = frozenset()  # the reasons switched off (`QualityConfig.off_rules`)
 
     def setup(self) -> None:
         """Loads heavy resources once per worker (`DoFn.setup`); most filters have none."""
@@ -55,6 +58,10 @@ class DocumentFilter:
 
     def filter(self, doc: dict):
         raise NotImplementedError
+
+    def rule(self, reason: str, value: float, op: str, limit: float | None):
+        """`rule(...)`, unless `reason` is switched off: then the document passes it."""
+        return None if reason in self.off else rule(reason, value, op, limit)
 
     def rewrite(self, doc: dict) -> str | None:
         """The text to keep for a kept document, None when unchanged (line-level filters)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import regex
 
-from pipelines.filters.base import DocumentFilter, rule, stats
+from pipelines.filters.base import DocumentFilter, stats
 from pipelines.filters.textstats import ends_sentence
 from schemas.config import QualityConfig
 
@@ -26,9 +26,13 @@ class C4Filter(DocumentFilter):
     (Thai, Lao: no full stop) and Thai/Lao-script text, spaces separate sentences instead."""
 
     name = "c4"
+    reasons = ("c4_lorem_ipsum", "c4_curly_bracket", "c4_few_sentences")
 
     def __init__(self, config: QualityConfig):
         self.config = config.c4
+        self.off = frozenset(config.off_rules)
+        self.lorem_ipsum = self.config.lorem_ipsum and "c4_lorem_ipsum" not in self.off
+        self.curly_bracket = self.config.curly_bracket and "c4_curly_bracket" not in self.off
         self.unpunctuated_langs = frozenset(config.unpunctuated_langs)
         self._last: tuple = (None, None)
 
@@ -52,11 +56,11 @@ class C4Filter(DocumentFilter):
                     or (c.terminal_punct and not unpunctuated
                         and (not ends_sentence(line) or line.endswith(("...", "…"))))
                     or n_words < (c.min_words_per_line or 0))
-            if not drop and c.lorem_ipsum and "lorem ipsum" in lower:
+            if not drop and self.lorem_ipsum and "lorem ipsum" in lower:
                 reject = ("c4_lorem_ipsum", f"line {i + 1}")
                 break
             drop = drop or (c.javascript and "javascript" in lower)
-            if not drop and c.curly_bracket and "{" in line:
+            if not drop and self.curly_bracket and "{" in line:
                 reject = ("c4_curly_bracket", f"line {i + 1}")
                 break
             drop = drop or (c.policy and any(p in lower for p in C4_POLICY))
@@ -77,7 +81,7 @@ class C4Filter(DocumentFilter):
         _, sentences, reject = self._clean(doc)
         if reject:
             return (False, *reject)
-        return rule("c4_few_sentences", sentences, "<", self.config.min_sentences) or True
+        return self.rule("c4_few_sentences", sentences, "<", self.config.min_sentences) or True
 
     def rewrite(self, doc):
         return self._clean(doc)[0]

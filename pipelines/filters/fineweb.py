@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from pipelines.filters.base import DocumentFilter, rule, stats
+from pipelines.filters.base import DocumentFilter, stats
 from schemas.config import QualityConfig
 
 
@@ -15,9 +15,12 @@ class FineWebFilter(DocumentFilter):
     `unpunctuated_langs` and Thai/Lao-script text."""
 
     name = "fineweb"
+    reasons = ("fineweb_line_punct", "fineweb_short_lines", "fineweb_dup_line_chars",
+               "fineweb_list_ratio")
 
     def __init__(self, config: QualityConfig):
         self.config = config.fineweb
+        self.off = frozenset(config.off_rules)
         self.unpunctuated_langs = frozenset(config.unpunctuated_langs)
 
     def filter(self, doc):
@@ -25,13 +28,13 @@ class FineWebFilter(DocumentFilter):
         lines = max(1, len(s.lines))
         punctuated = doc.get("lang") not in self.unpunctuated_langs and s.unpunctuated_ratio <= 0.5
         return (
-            punctuated and rule("fineweb_line_punct", sum(s.line_ends_sentence) / lines, "<=",
-                                c.line_punct_thr)
-            or rule("fineweb_short_lines",
-                    sum(w <= c.short_line_length for w in s.line_widths) / lines, ">=",
-                    c.short_line_thr)
-            or rule("fineweb_dup_line_chars", s.duplicate_lines[1] / max(1, s.n_line_chars),
-                    ">=", c.char_dup_ratio)
-            or rule("fineweb_list_ratio", (len(s.lines) - 1) / max(1, s.n_words), ">",
-                    c.new_line_ratio)
+            punctuated and self.rule("fineweb_line_punct", sum(s.line_ends_sentence) / lines, "<=",
+                                     c.line_punct_thr)
+            or self.rule("fineweb_short_lines",
+                         sum(w <= c.short_line_length for w in s.line_widths) / lines, ">=",
+                         c.short_line_thr)
+            or self.rule("fineweb_dup_line_chars", s.duplicate_lines[1] / max(1, s.n_line_chars),
+                         ">=", c.char_dup_ratio)
+            or self.rule("fineweb_list_ratio", (len(s.lines) - 1) / max(1, s.n_words), ">",
+                         c.new_line_ratio)
             or True)

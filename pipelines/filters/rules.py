@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Iterable
 from urllib.parse import urlsplit
 
-from pipelines.filters.base import DocumentFilter, rule, stats
+from pipelines.filters.base import DocumentFilter, stats
 from schemas.config import QualityConfig
 
 
@@ -14,12 +14,14 @@ class MinLength(DocumentFilter):
     """Pages under `min_chars` characters ("Coming soon.") say nothing."""
 
     name = "too_short"
+    reasons = ("too_short",)
 
     def __init__(self, config: QualityConfig):
         self.min_chars = config.min_chars
+        self.off = frozenset(config.off_rules)
 
     def filter(self, doc):
-        return rule("too_short", stats(doc).n_chars, "<", self.min_chars) or True
+        return self.rule("too_short", stats(doc).n_chars, "<", self.min_chars) or True
 
 
 class AlphaRatio(DocumentFilter):
@@ -27,12 +29,14 @@ class AlphaRatio(DocumentFilter):
     signs and viramas count) among non-space characters, under `min_alpha_ratio`."""
 
     name = "low_alpha_ratio"
+    reasons = ("low_alpha_ratio",)
 
     def __init__(self, config: QualityConfig):
         self.min_ratio = config.min_alpha_ratio
+        self.off = frozenset(config.off_rules)
 
     def filter(self, doc):
-        return rule("low_alpha_ratio", stats(doc).alpha_ratio, "<", self.min_ratio) or True
+        return self.rule("low_alpha_ratio", stats(doc).alpha_ratio, "<", self.min_ratio) or True
 
 
 def _host_and_path(url: str) -> tuple[str, str]:
@@ -47,6 +51,7 @@ class URLBlocklist(DocumentFilter):
     ignored. Documents without a URL are kept."""
 
     name = "blocked_url"
+    reasons = ("blocked_url",)
 
     def __init__(self, entries: Iterable[str]):
         self.domains, self.urls = set(), set()
