@@ -188,7 +188,7 @@ def test_build_on_the_scraped_warcs_then_rerun_skips_every_stage(demo, capsys):
     first = capsys.readouterr().out
     assert not (rebuilt / "train").exists()  # no --train, no training
     # the rerun adds --train: every stage is found finished, then the model is trained
-    assert main(args + ["--train", "--steps", "30"]) == 0
+    assert main(args + ["--train", "--steps", "10", "--nproc", "1"]) == 0
     second = capsys.readouterr().out
     stages = ("extract", "filter", "dedup", "shard", "tokenize")
     for stage in stages:  # same WARC files, other engine settings: the same bytes out
@@ -198,13 +198,14 @@ def test_build_on_the_scraped_warcs_then_rerun_skips_every_stage(demo, capsys):
     assert "skipped" not in first
     assert second.count("already finished: skipped") == len(stages)
     assert (rebuilt / "train" / "_SUCCESS").exists()
-    assert json.loads((rebuilt / "train" / "result.json").read_text())["steps"] == 30
+    assert json.loads((rebuilt / "train" / "result.json").read_text())["steps"] == 10
     assert "final validation loss" in second
 
 
 def test_train_command_fine_tunes_a_finished_dataset(demo, capsys, tmp_path):
     ckpt = demo / "train" / "ckpt.pt"
-    args = ["train", "--dataset", str(demo), "--out", str(tmp_path), "--steps", "20"]
+    args = ["train", "--dataset", str(demo), "--out", str(tmp_path), "--steps", "20", "--nproc",
+            "1"]
     assert main(args + ["--init-from", str(ckpt)]) == 0
     assert "final validation loss" in capsys.readouterr().out
     tuned = json.loads((tmp_path / "train" / "result.json").read_text())
