@@ -57,6 +57,11 @@ REPLACED = [
     # phones, North American
     ("Dial (555) 555-1234, 555-123-4567, 555.123.4567 or 1-800-555-1234.",
      "Dial <PHONE>, <PHONE>, <PHONE> or <PHONE>."),
+    # typeset: a non-breaking hyphen or an en dash for "-", after any label or none
+    ("Phone: 812-936-2100\nFax: 812\u2011936\u20112100, or 812\u2013936\u20132100 (ext. 4).",
+     "Phone: <PHONE>\nFax: <PHONE>, or <PHONE> (ext. 4)."),
+    ("Tel.\u00a0030\u20131234567 und 1\u2011800\u2011555\u20111234",
+     "Tel.\u00a0<PHONE> und <PHONE>"),
     # phones, national with a trunk 0
     ("Ruf an: 030 1234567, (030) 1234567, 030/1234567 oder 089 / 12345678.",
      "Ruf an: <PHONE>, <PHONE>, <PHONE> oder <PHONE>."),
@@ -72,6 +77,9 @@ REPLACED = [
 
 # Each line must come out byte-identical, with no counts.
 UNTOUCHED = [
+    # ranges and dates with en dashes are no phone numbers
+    "In 1990\u20132000, pages 123\u2013456; the 2019\u20132020\u20132021 seasons; "
+    "07\u201305\u20132020.",
     # versions: a dotted quad after a version word, or glued to a name or a "v", is a version
     "The release v2.0.1 runs on Python 3.11.7 and Windows version 10.0.19041.1.",
     "Install version 1.12.3.4 of the tool, or Version: 4.12.1.20, or build 10.0.22.61.",

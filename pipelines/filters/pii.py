@@ -32,7 +32,8 @@ outside the replaced spans stays byte-identical. What counts, and why:
   `+1 (555) 123-4567`, `+44 (0)20 7946 0958`, `+33 1 23 45 67 89`, `+4930123456`); North
   American `(555) 555-1234`, `555-123-4567`, `555.123.4567`, `1-800-555-1234`; national numbers
   with a trunk 0 and an area code set apart (9-12 digits, subscriber part 5+: `030 1234567`,
-  `(030) 1234567`, `089/12345678`, `020 7946 0958`, `08-783 04 40`, French `01 23 45 67 89`).
+  `(030) 1234567`, `089/12345678`, `020 7946 0958`, `08-783 04 40`, French `01 23 45 67 89`);
+  a non-breaking hyphen or an en dash counts as a hyphen (`812‑936‑2100`, `812–936–2100`).
   Not phones: plain digit runs (`0301234567`, `123456789`), 7-digit local numbers (`555-1234`),
   space-grouped numbers without `+` or a trunk 0 (`973 43 80 06`: too like `12 000 000`),
   anything holding a date (`07-05-2020-15-15`), `+123.456.789`, times, years and ranges, ISBNs,
@@ -165,6 +166,11 @@ _DATE = re.compile(r"(?<![0-9])(?:[0-3]?[0-9]([-./ ])[01]?[0-9]\1(?:19|20)[0-9]{
                    r"|(?:19|20)[0-9]{2}([-./ ])[01]?[0-9]\2[0-3]?[0-9])(?![0-9])", re.ASCII)
 _DOTTED_THOUSANDS = re.compile(r"\+[0-9]{1,3}(?:\.[0-9]{3})+", re.ASCII)  # +123.456.789
 _PHONE_DIGITS = {"intl": (9, 15), "nanp": (10, 11), "pairs": (10, 10), "trunk": (9, 12)}
+# Typeset numbers: word processors and CMSs turn "-" into a non-breaking hyphen (U+2011) or an
+# en dash (U+2013). Phones are looked for in the text with these read as "-" (one character for
+# one, so every match is the same span of the original text). The em dash stays: it is prose.
+_PHONE_DASHES = ("\u2010", "\u2011", "\u2012", "\u2013", "\u2212")
+_PHONE_DASH = re.compile("[\u2010-\u2013\u2212]")
 
 
 def _is_ipv6(match: re.Match) -> bool:
@@ -249,17 +255,20 @@ class PiiRedactor:
             if "." in text:
                 text = self._sub(_IPV4, _is_ipv4, "ip", text, counts)
         if "phone" in self.kinds:
-            text = self._sub(_PHONE, _is_phone, "phone", text, counts)
+            typeset = any(dash in text for dash in _PHONE_DASHES)  # `in` is the fast test
+            scan = _PHONE_DASH.sub("-", text) if typeset else None
+            text = self._sub(_PHONE, _is_phone, "phone", text, counts, scan=scan)
         return text, counts
 
     def _sub(self, pattern: re.Pattern, accept, kind: str, text: str, counts: dict,
-             pos: int = 0, endpos: int | None = None) -> str:
+             pos: int = 0, endpos: int | None = None, scan: str | None = None) -> str:
         """`pattern.sub` over text[pos:endpos], replacing only the matches that `accept`.
         Lookbehinds still see the text before `pos`; lookaheads stop at `endpos`, so a match
-        that reaches `endpos` before the end of the text is not trusted."""
+        that reaches `endpos` before the end of the text is not trusted. `scan`, when given, is
+        the text to match in: `text` with some characters read as others, one for one."""
         endpos = len(text) if endpos is None else endpos
         pieces, last = [], 0
-        for match in pattern.finditer(text, pos, endpos):
+        for match in pattern.finditer(text if scan is None else scan, pos, endpos):
             if match.end() == endpos < len(text) or not accept(match):
                 continue
             pieces += (text[last:match.start()], self.placeholders[kind])
