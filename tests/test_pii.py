@@ -60,6 +60,9 @@ REPLACED = [
     # typeset: a non-breaking hyphen or an en dash for "-", after any label or none
     ("Phone: 812-936-2100\nFax: 812\u2011936\u20112100, or 812\u2013936\u20132100 (ext. 4).",
      "Phone: <PHONE>\nFax: <PHONE>, or <PHONE> (ext. 4)."),
+    # spaced or slashed North American numbers, valid area code and exchange
+    ("Tel 812 936 2100, fax 812/936-2100 or 812 / 936 2100; call 212\u00a0555\u00a01234.",
+     "Tel <PHONE>, fax <PHONE> or <PHONE>; call <PHONE>."),
     ("Tel.\u00a0030\u20131234567 und 1\u2011800\u2011555\u20111234",
      "Tel.\u00a0<PHONE> und <PHONE>"),
     # phones, national with a trunk 0
@@ -97,6 +100,8 @@ UNTOUCHED = [
     # prices and amounts
     "It costs $1,234.56 or 1.299,00 € or ¥12,000 or €1.234.567,89 or 1 234 567,00 ₽.",
     "About 12 000 000 people, +5 points, +20 30, -0.5 and 10+15=25 and +123.456.789.",
+    # space-grouped ids and tables: an invalid area code or exchange, or a run of numbers
+    "Ids 123 456 7890 and 812 136 2100, the row 5 812 936 2100, 812 936 21005 and 8127 936 2100.",
     # years, ranges, pages
     "From 1990-2000, 1914–1918, 2010-2020, pp. 123-145, 1-10 and 10–20.",
     # identifiers

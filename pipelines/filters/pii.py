@@ -30,7 +30,9 @@ outside the replaced spans stays byte-identical. What counts, and why:
   dumps and timestamps, and not asked for).
 - **phone**: international numbers starting with `+` and a country code (9-15 digits:
   `+1 (555) 123-4567`, `+44 (0)20 7946 0958`, `+33 1 23 45 67 89`, `+4930123456`); North
-  American `(555) 555-1234`, `555-123-4567`, `555.123.4567`, `1-800-555-1234`; national numbers
+  American `(555) 555-1234`, `555-123-4567`, `555.123.4567`, `1-800-555-1234`, and spaced or
+  slashed `812 936 2100`, `812/936-2100` when area code and exchange are valid (first digit 2-9:
+  `123 456 7890` stays, as ids and tables are grouped so too); national numbers
   with a trunk 0 and an area code set apart (9-12 digits, subscriber part 5+: `030 1234567`,
   `(030) 1234567`, `089/12345678`, `020 7946 0958`, `08-783 04 40`, French `01 23 45 67 89`);
   a non-breaking hyphen or an en dash counts as a hyphen (`812‑936‑2100`, `812–936–2100`).
@@ -150,7 +152,9 @@ _PHONE = re.compile(
     # North American: (555) 555-1234, 555-123-4567, 555.123.4567, 1-800-555-1234
     rf"|(?P<nanp>(?<=1)[ .-](?:\([0-9]{{3}}\){_SP}?|[0-9]{{3}}[.-])[0-9]{{3}}[ .-][0-9]{{4}}"
     rf"|(?<=\()[0-9]{{3}}\){_SP}?[0-9]{{3}}[ .-][0-9]{{4}}"
-    rf"|(?<=[0-9])[0-9]{{2}}-[0-9]{{3}}-[0-9]{{4}}|(?<=[0-9])[0-9]{{2}}\.[0-9]{{3}}\.[0-9]{{4}})"
+    rf"|(?<=[0-9])[0-9]{{2}}-[0-9]{{3}}-[0-9]{{4}}|(?<=[0-9])[0-9]{{2}}\.[0-9]{{3}}\.[0-9]{{4}}"
+    # ... spaced or slashed: 812 936 2100, 812/936-2100; valid area code and exchange only
+    rf"|(?<=[2-9])[0-9]{{2}}(?:{_SP}|{_SP}?/{_SP}?)[2-9][0-9]{{2}}[{_SP[1:-1]}-][0-9]{{4}})"
     # French style, one separator throughout: 01 23 45 67 89
     rf"|(?<=0)(?P<pairs>[1-9](?P<sep>[ \u00a0.-])[0-9]{{2}}(?:(?P=sep)[0-9]{{2}}){{3}})"
     # trunk 0 + area code, apart from the subscriber number: (030) 1234567, 030 1234567
