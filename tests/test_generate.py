@@ -18,7 +18,7 @@ from pipelines.tokens.tokenizer import train_tokenizer
 from schemas.tokens import EOT_TOKEN
 from tests.conftest import shared
 from trainer.generate import generate_text, load, load_model
-from trainer.hf import CheckpointError, read_checkpoint
+from trainer.hf import CheckpointError, decode_text, read_checkpoint
 from trainer.model import GPT, GPTConfig
 
 CORPUS = str(Path(sys.executable).with_name("corpus"))
@@ -164,3 +164,22 @@ def test_cli_generate_errors_are_one_line(checkpoint, tmp_path):
                    "no tokenizer.json beside", "--tokenizer")
     one_line_error(corpus("generate", "--checkpoint", str(checkpoint), "--temperature", "-1"),
                    "--temperature")
+
+
+def test_text_ends_on_a_whole_character_where_generation_stopped_inside_one():
+    """Byte-level BPE without merges: every UTF-8 byte is a token, so 'é' (2 bytes) and '中'
+    (3 bytes) span several tokens; ids cut inside them decode to whole characters only."""
+    tokenizer = train_tokenizer(["plain ascii text"], 256 + 1, 2)  # the byte alphabet, no merges
+    text = "café 中文"
+    ids = tokenizer.encode(text).ids
+    assert len(ids) == len(text.encode("utf-8"))
+    assert tokenizer.decode(ids[:-1]).endswith("\ufffd")  # what generation used to show
+    for end in range(1, len(ids) + 1):
+        decoded = decode_text(tokenizer, ids[:end])
+        assert "\ufffd" not in decoded and text.startswith(decoded)
+        assert len(decoded.encode("utf-8")) >= end - 3  # at most the cut character dropped
+    assert decode_text(tokenizer, ids[:-1]) == "café 中"
+    # the prompt's tokens are never dropped, and a replacement character really there stays
+    assert decode_text(tokenizer, ids[:4], keep=4) == tokenizer.decode(ids[:4])
+    genuine = tokenizer.encode("ok \ufffd").ids
+    assert decode_text(tokenizer, genuine) == "ok \ufffd"

@@ -8,7 +8,8 @@ Sampling is a function of the seed: the only randomness is a `torch.Generator` s
 (and the model runs in eval mode, so dropout is off). The prompt is encoded as the tokenizer
 encodes any text; an empty prompt starts from the end-of-document token, i.e. at the start of a
 new document. The answer is the prompt and its continuation, decoded together (byte-level tokens
-may join across the boundary), special tokens left out.
+may join across the boundary), special tokens left out, ending on a whole character
+(`trainer.hf.decode_text`: no replacement character where generation stopped inside one).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from trainer.hf import (
     build_model,
     checkpoint_file,
+    decode_text,
     end_of_document_token,
     load_tokenizer_file,
     read_checkpoint,
@@ -72,4 +74,4 @@ def generate_text(model: GPT, tokenizer, prompt: str, max_new_tokens: int = 100,
     generator = torch.Generator(device=device).manual_seed(seed)
     out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k or None,
                          generator=generator)
-    return tokenizer.decode(out[0].tolist(), skip_special_tokens=True)
+    return decode_text(tokenizer, out[0].tolist(), keep=len(ids))

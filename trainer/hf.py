@@ -381,3 +381,37 @@ def load_tokenizer_file(path: str, expected_sha256: str | None = None):
     except Exception as err:  # tokenizers raises a bare Exception for a file it cannot parse
         raise CheckpointError(f"cannot read {path} as a tokenizer.json: {err}") from None
 
+
+def _byte_of_char() -> dict[str, int]:
+    """The byte-level alphabet (GPT-2's, which `tokenizers`' ByteLevel uses): printable bytes
+    stand for themselves, the other 68 for the characters from U+0100 on, in byte order."""
+    kept = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    others = [b for b in range(256) if b not in kept]
+    return {**{chr(b): b for b in kept}, **{chr(256 + i): b for i, b in enumerate(others)}}
+
+
+_BYTE_OF_CHAR = _byte_of_char()
+
+
+def decode_text(tokenizer, ids: list[int], keep: int = 0) -> str:
+    """`ids` as text, special tokens left out, ending on a whole character. Byte-level BPE
+    spreads one character over up to 4 tokens, and a generation that stops inside one would end
+    in a replacement character: with a byte-level tokenizer the bytes of a last character left
+    incomplete are dropped (never those of the first `keep` tokens, e.g. the prompt's). Other
+    tokenizers decode as they do."""
+    if type(tokenizer.decoder).__name__ != "ByteLevel":
+        return tokenizer.decode(ids, skip_special_tokens=True)
+    special = set(tokenizer.get_added_tokens_decoder())  # their ids
+    pieces = [bytes(_BYTE_OF_CHAR[c] for c in tokenizer.id_to_token(i))
+              for i in ids if i not in special]
+    data = b"".join(pieces)
+    kept = len(b"".join(pieces[:keep]))
+    for back in range(1, min(4, len(data) - kept) + 1):  # the last lead byte, if any
+        byte = data[-back]
+        if byte & 0xC0 != 0x80:  # not a continuation byte
+            length = (2 if 0xC0 <= byte < 0xE0 else 3 if 0xE0 <= byte < 0xF0
+                      else 4 if 0xF0 <= byte < 0xF8 else 1)
+            if back < length:  # cut short
+                data = data[:-back]
+            break
+    return data.decode("utf-8", errors="replace")

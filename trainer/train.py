@@ -50,7 +50,7 @@ from trainer.checkpoint import (
 )
 from trainer.data import TokenLoader, TokenShards
 from trainer.generate import resolve_device
-from trainer.hf import read_checkpoint
+from trainer.hf import decode_text, read_checkpoint
 from trainer.metrics import RunLog, flops_per_token, peak_flops
 from trainer.model import GPT, GPTConfig
 from trainer.parallel import clip_grad_norm, full_state_dict, gradient_sync, parallelize
@@ -113,7 +113,7 @@ def generate_sample(model: GPT, tokens_dir: str, eot_id: int, cfg: TrainConfig,
     idx = torch.tensor([prompt], dtype=torch.long, device=device)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     out = model.generate(idx, cfg.sample_tokens, temperature=0.8, top_k=50, generator=gen)
-    return tokenizer.decode(out[0].tolist(), skip_special_tokens=True)
+    return decode_text(tokenizer, out[0].tolist(), keep=len(prompt))
 
 
 class Stopped(Exception):
