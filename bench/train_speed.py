@@ -36,7 +36,7 @@ if str(ROOT) not in sys.path:
 from loader_vs_trainer import write_token_folder  # noqa: E402  (bench/ is sys.path[0])
 from machine import cpu_name  # noqa: E402
 
-from schemas.config import MODEL_PRESETS, TrainConfig  # noqa: E402
+from schemas.config import MODEL_SHAPES, TrainConfig  # noqa: E402
 from trainer.launch import launch_training  # noqa: E402
 
 
@@ -79,11 +79,11 @@ def main() -> None:
     base = TrainConfig(eval_interval=10_000, eval_batches=1, log_interval=10, sample_tokens=1)
     setups = []
     if not args.gpu_only:
-        tiny = replace(base, **MODEL_PRESETS["tiny"], preset="tiny", steps=args.steps,
+        tiny = replace(base, **MODEL_SHAPES["tiny"], preset="tiny", steps=args.steps,
                        device="cpu")
         setups += [("tiny, CPU, 1 process", tiny, 1), ("tiny, CPU, 2 processes", tiny, 2)]
     if not args.cpu_only and torch.cuda.is_available():
-        gpt2 = replace(base, **MODEL_PRESETS["gpt2"], preset="gpt2", steps=args.gpu_steps,
+        gpt2 = replace(base, **MODEL_SHAPES["gpt2"], preset="gpt2", steps=args.gpu_steps,
                        batch_size=args.gpu_batch, device="cuda", dropout=0.0)
         setups.append((f"gpt2 (124M shape), 1 GPU, batch {args.gpu_batch}", gpt2, 1))
     print(f"machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "

@@ -448,11 +448,30 @@ class TokenizeConfig:
 
 
 # Named model shapes; any other size is the same fields set directly.
-MODEL_PRESETS = {
+MODEL_SHAPES = {
     "tiny": {"n_layer": 2, "n_head": 4, "n_embd": 64, "block_size": 64},  # the demo, on CPU
     "gpt2": {"n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": 1024},  # 124M
     "gpt2-medium": {"n_layer": 24, "n_head": 16, "n_embd": 1024, "block_size": 1024},  # 350M
     "gpt2-large": {"n_layer": 36, "n_head": 20, "n_embd": 1280, "block_size": 1024},  # 774M
+}
+# GPT-3's recipe for these sizes (Brown et al. 2020, table 2.1 and appendix B: 0.5M tokens a
+# step, here 2^19 so that any power-of-two batch and process count reach it; warm-up over 375M
+# tokens; cosine decay to 10% of the peak; weight decay 0.1; gradient clip 1.0), without dropout
+# (nanoGPT's train_gpt2 config), trained to Chinchilla's 20 tokens a parameter (Hoffmann et al.
+# 2022).
+_GPT3 = {"global_batch_tokens": 524_288, "warmup_steps": 715, "weight_decay": 0.1,
+         "grad_clip": 1.0, "dropout": 0.0}
+# Named recipes: a shape and the optimisation that trains it; any field can still be set.
+MODEL_PRESETS = {
+    "tiny": {**MODEL_SHAPES["tiny"], "learning_rate": 3e-3, "min_learning_rate": 3e-4,
+             "warmup_steps": 20, "dropout": 0.1, "weight_decay": 0.1, "grad_clip": 1.0,
+             "batch_size": 16, "global_batch_tokens": 0, "steps": 300},  # the defaults
+    "gpt2": {**MODEL_SHAPES["gpt2"], **_GPT3, "learning_rate": 6e-4,
+             "min_learning_rate": 6e-5, "batch_size": 16, "steps": 4_731},  # 2.5B tokens
+    "gpt2-medium": {**MODEL_SHAPES["gpt2-medium"], **_GPT3, "learning_rate": 3e-4,
+                    "min_learning_rate": 3e-5, "batch_size": 8, "steps": 13_352},  # 7.0B
+    "gpt2-large": {**MODEL_SHAPES["gpt2-large"], **_GPT3, "learning_rate": 2.5e-4,
+                   "min_learning_rate": 2.5e-5, "batch_size": 4, "steps": 29_526},  # 15.5B
 }
 
 
@@ -467,8 +486,10 @@ class TrainConfig:
     n_head: int = setting(4, "attention heads", ge=1)
     n_embd: int = setting(64, "embedding width", ge=1)
     preset: Literal["", "tiny", "gpt2", "gpt2-medium", "gpt2-large"] = setting(
-        "", "model shape: tiny (the default shape, for a CPU), gpt2 (124M), gpt2-medium (350M), "
-        "gpt2-large (774M); --block-size and the other options still apply", flag="--preset")
+        "", "a whole recipe (shape, learning rate and schedule, batch in tokens, dropout, "
+        "steps): tiny (the defaults, for a CPU), gpt2 (124M), gpt2-medium (350M), gpt2-large "
+        "(774M), as GPT-3 trained them (README, Presets); every option still applies",
+        flag="--preset")
     dropout: float = setting(0.1, "dropout", ge=0, lt=1)
     learning_rate: float = setting(3e-3, "peak learning rate (AdamW)", gt=0)
     min_learning_rate: float = setting(3e-4, "the cosine schedule's floor", ge=0)
@@ -503,7 +524,7 @@ class TrainConfig:
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "TrainConfig":
-        """A preset's shape, then `overrides` (any field, the shape included)."""
+        """A preset's recipe, then `overrides` (any field, the shape included)."""
         if name not in MODEL_PRESETS:
             raise ValueError(f"unknown model preset {name!r}; presets: "
                              f"{', '.join(MODEL_PRESETS)}")
@@ -594,7 +615,7 @@ def renamed(data: dict) -> dict:
 
 
 def implied(data: dict) -> dict:
-    """Settings that follow from others where those are not set: a preset's shape under the
+    """Settings that follow from others where those are not set: a preset's recipe under the
     train settings given; keep="domain_priority" when domains are given; a signature long
     enough for bands x rows."""
     data = dict(data)

@@ -23,6 +23,26 @@ def test_presets_give_their_shape_and_options_still_apply():
     assert set(MODEL_PRESETS) == {"tiny", "gpt2", "gpt2-medium", "gpt2-large"}
 
 
+def test_a_preset_is_a_whole_recipe_and_each_of_its_fields_can_be_set():
+    gpt2 = train_config("--preset", "gpt2")
+    assert (gpt2.learning_rate, gpt2.min_learning_rate, gpt2.warmup_steps) == (6e-4, 6e-5, 715)
+    assert (gpt2.dropout, gpt2.weight_decay, gpt2.global_batch_tokens) == (0.0, 0.1, 2 ** 19)
+    assert gpt2.micro_steps(1) == 2 ** 19 // (gpt2.batch_size * 1024) == 32
+    assert gpt2.steps * gpt2.global_batch_tokens >= 20 * 124e6  # Chinchilla's tokens
+    for name in ("gpt2-medium", "gpt2-large"):  # larger: a lower peak, the same batch
+        bigger = TrainConfig.from_preset(name)
+        assert bigger.learning_rate < gpt2.learning_rate
+        assert bigger.min_learning_rate == pytest.approx(bigger.learning_rate / 10)
+        assert all(bigger.micro_steps(world) for world in (1, 2, 4, 8))
+    # a flag, --set and a TOML file each win over the preset's value
+    assert train_config("--preset", "gpt2", "--steps", "50").steps == 50
+    mine = train_config("--preset", "gpt2", "--set", "train.learning_rate=1e-4",
+                        "--set", "train.dropout=0.2")
+    assert (mine.learning_rate, mine.dropout, mine.warmup_steps) == (1e-4, 0.2, 715)
+    # tiny is the defaults: the recipe the demo and the CPU tests train with
+    assert TrainConfig.from_preset("tiny") == TrainConfig(preset="tiny")
+
+
 def test_a_global_batch_in_tokens_sets_the_micro_steps():
     cfg = train_config("--batch-size", "4", "--block-size", "32", "--nproc", "2",
                        "--global-batch-tokens", "1024")

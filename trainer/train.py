@@ -445,7 +445,7 @@ def config_from_args(args) -> TrainConfig:
     if args.config_json:
         with open(args.config_json) as fh:
             values.update(json.load(fh))
-    if args.preset:  # a preset's shape, then whatever else the command line sets
+    if args.preset:  # a preset's recipe, then whatever else the command line sets
         values.update(MODEL_PRESETS.get(args.preset, {}))
     for name, _ in _train_fields():
         if getattr(args, name) is not None:
