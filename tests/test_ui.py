@@ -191,3 +191,33 @@ def test_the_v2_ui_shows_the_quality_table(page, built):
     expect(page).to_have_url(re.compile(rf"/v2/artifacts/artifact/{artifact['id']}\b"))
     assert_shows(rendered_table(page), built.expected)
     page.screenshot(path=output_dir() / "dashboard-quality-v2.png", full_page=True)
+
+
+def test_a_chart_published_as_an_image_artifact_renders(page, session_server):
+    """A line chart (`flows/charts.py`) as a `data:` URL image artifact: the artifact's page
+    shows it as an image of the chart's size, its pixels those of the PNG."""
+    import base64
+    import io
+
+    from PIL import Image
+    from prefect.artifacts import create_image_artifact
+
+    from flows.charts import COLOURS, image_data_url, line_chart
+
+    png = line_chart({"raw": [(0, 7.4), (500, 4.1), (1000, 3.2)],
+                      "filtered": [(0, 7.3), (500, 3.8), (1000, 2.9)]},
+                     title="held-out bits per byte", x_label="tokens", y_label="bits per byte")
+    drawn = Image.open(io.BytesIO(png)).convert("RGB")
+    assert drawn.size == (800, 450)
+    colours = {"#%02X%02X%02X" % rgb for _, rgb in drawn.getcolors(1 << 16)}
+    assert {COLOURS[0], COLOURS[1]} <= colours  # both curves are drawn
+    # _sync: Playwright's loop runs in this thread, where Prefect would otherwise go async
+    artifact_id = create_image_artifact(image_url=image_data_url(png), key="test-chart",
+                                        description="a chart", _sync=True)
+    page.goto(f"{session_server.url}/artifacts/artifact/{artifact_id}")
+    image = page.locator("img[src^='data:image/png']").first
+    expect(image).to_be_visible()
+    assert image.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [800, 450]
+    shown = base64.b64decode(image.get_attribute("src").split(",", 1)[1])
+    assert shown == png
+    page.screenshot(path=output_dir() / "chart-artifact.png", full_page=True)
