@@ -158,6 +158,12 @@ class ReadConfig:
     url_field: str = setting("url", "JSONL/Parquet field holding the URL", flag="--url-field")
     max_record_bytes: int = setting(5_000_000, "records with a larger payload are rejected as "
                                     "too_large, unread", flag="--max-record-bytes", ge=1)
+    holdout: float = setting(0.0, "share of records set aside by a hash of their id, before "
+                             "extraction (held-out text, e.g. of `corpus ablate`): they are "
+                             "held_out rejects", ge=0, lt=1)
+    holdout_side: Literal["exclude", "only"] = setting(
+        "exclude", "exclude: the held-out share is rejected (held_out); only: every other record "
+        "is (not_held_out), leaving the held-out share as the documents")
 
 
 @dataclass(frozen=True, config=SECTION)

@@ -2,17 +2,19 @@
 
 import glob
 import io
+import json
 
 import apache_beam as beam
+from apache_beam import pvalue
 from apache_beam.testing.util import assert_that, equal_to
 from warcio.archiveiterator import ArchiveIterator
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from pipelines.extract.stage import ExtractDocuments
+from pipelines.extract.stage import ExtractDocuments, ExtractFiles
 from pipelines.filters.stage import FilterDocuments
 from pipelines.readers import InputError, detect_reader
-from schemas.config import ExtractConfig, FilterConfig
+from schemas.config import ExtractConfig, FilterConfig, ReadConfig
 from tests.beam_helpers import fn_api_pipeline, satisfies
 from tests.conftest import shared
 
@@ -119,3 +121,35 @@ def test_detect_reader_rejects_what_is_not_an_input(tmp_path):
             assert bad in str(err)
         else:
             raise AssertionError(f"{bad} accepted")
+
+
+def test_a_holdout_sets_aside_the_same_share_by_id_whatever_is_read_after(tmp_path):
+    """`read.holdout`: records whose id hashes into the share are `held_out` rejects (decided
+    before extraction); `holdout_side = "only"` leaves exactly those as the documents. The two
+    sides split the documents without overlap, and other extraction settings change nothing."""
+    lines = shared("langid", "en.txt").read_text(encoding="utf-8").splitlines()
+    sentences = tmp_path / "sentences.jsonl"  # 500 real sentences, no id field: ids are hashes
+    sentences.write_text("".join(json.dumps({"url": f"https://en.example/{i}", "text": line})
+                                 + "\n" for i, line in enumerate(lines)), encoding="utf-8")
+    files = [str(sentences), *map(str, sorted(shared("jsonl").glob("*.jsonl*")))]
+
+    def extract(read: ReadConfig, config: ExtractConfig = ExtractConfig()):
+        fn = ExtractFiles(config, read, "test")
+        fn.setup()
+        try:
+            out = [x for url in files for x in fn.process(url)]
+        finally:
+            fn.teardown()
+        docs = {x["id"] for x in out if not isinstance(x, pvalue.TaggedOutput)}
+        rejects = [x.value for x in out if isinstance(x, pvalue.TaggedOutput)]
+        return docs, rejects
+
+    every, _ = extract(ReadConfig())
+    kept, rejects = extract(ReadConfig(holdout=0.3))
+    held, others = extract(ReadConfig(holdout=0.3, holdout_side="only"))
+    assert kept | held == every and not kept & held
+    assert 0.15 * len(every) < len(held) < 0.45 * len(every), (len(held), len(every))
+    assert {r["id"] for r in rejects if r["reason"] == "held_out"} >= held
+    assert {r["id"] for r in others if r["reason"] == "not_held_out"} >= kept
+    precise, _ = extract(ReadConfig(holdout=0.3), ExtractConfig(favor_precision=True))
+    assert precise - kept == set() and held.isdisjoint(precise)

@@ -182,9 +182,13 @@ def data_urls(stage: StageDir, suffix: str = ".parquet") -> list[str]:
 
 
 def upstream(root: str, name: str) -> tuple[list[str], list[dict]]:
-    """The data file URLs of a finished stage and the input description that pins them."""
+    """The data file URLs of a finished stage and the input description that pins them: its
+    manifest's sha256, and its path relative to the dataset root (`filter/manifest.json`), so a
+    stage's fingerprint does not depend on where the dataset lies: a dataset moved or copied
+    elsewhere is still finished, and two datasets whose stages read the same upstream bytes
+    with the same settings have the same fingerprints (`corpus ablate` shares such stages)."""
     stage = finished(root, name)
-    return data_urls(stage), [{"path": stage.url(MANIFEST), "sha256": stage.manifest_sha256()}]
+    return data_urls(stage), [{"path": f"{name}/{MANIFEST}", "sha256": stage.manifest_sha256()}]
 
 
 def file_input(url: str, **more) -> dict:

@@ -7,7 +7,9 @@ text; a captured page is reduced to its main text and metadata with trafilatura
 
 Rejects: `unchanged` (a refresh crawl's 304 revisit record), `revisit` (no payload),
 `http_<status>` (not a 200; an unknown status passes), `not_html`, `no_text` (nothing left),
-`extract_error`, `extract_timeout`, and what the readers reject (`corrupt_record`, `too_large`).
+`extract_error`, `extract_timeout`, and what the readers reject (`corrupt_record`, `too_large`);
+with `read.holdout`, `held_out` (or, with `holdout_side = "only"`, `not_held_out`), decided by a
+hash of the id before extraction.
 
 The stage's composite PTransform is `ExtractDocuments` (file URLs -> `StageOutput`); the build
 reads: input files -> `ExtractDocuments` -> `StageTables.write`.
@@ -40,6 +42,14 @@ def document_id(url: str | None, content_digest: str, source: str = "") -> str:
     """Stable id: the URL and the payload digest (two captures of a URL differ); a record
     without a URL is named by its place in its source file instead."""
     return hashlib.sha256(f"{url or source}\n{content_digest}".encode()).hexdigest()[:32]
+
+
+def held_out(doc_id: str, share: float) -> bool:
+    """Whether a document is in the held-out share: a hash of its id, so the same documents
+    are held out whatever the settings of the stages after reading (every arm of an ablation
+    leaves out the same ones)."""
+    digest = hashlib.sha256(f"holdout\n{doc_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") < share * 2 ** 64
 
 
 def parse_fetch_time(value: str | None):
@@ -111,12 +121,29 @@ class ExtractFiles(beam.DoFn):
                 yield pvalue.TaggedOutput("rejected", row)
 
     def extract(self, rec: dict):
-        def reject(reason, detail=None):
+        url = rec["url"]
+        source = f"{rec['source_file'].rsplit('/', 1)[-1]}:{rec['source_offset']}"
+        # A JSONL/Parquet record's own id is kept; an archive's record ids are random UUIDs
+        # per crawl, so captures are named by URL and payload, the same in every crawl.
+        own_id = rec["id"] if READERS[rec["format"]].keeps_ids else None
+        doc_id = own_id or document_id(url, rec["digest"], source)
+
+        def reject(reason, detail=None, record_id=None):
             Metrics.counter(STAGE, f"rejected_{reason}").inc()
             return pvalue.TaggedOutput("rejected", rejected_record(
-                STAGE, reason, url=rec["url"], id=rec.get("id"), detail=detail,
+                STAGE, reason, url=rec["url"], id=record_id or rec.get("id"), detail=detail,
                 source_file=rec["source_file"], source_offset=rec["source_offset"]))
 
+        if self.read.holdout:
+            held = held_out(doc_id, self.read.holdout)
+            if held and self.read.holdout_side == "exclude":
+                yield reject("held_out", f"in the held-out {self.read.holdout:.1%} by id hash",
+                             doc_id)
+                return
+            if not held and self.read.holdout_side == "only":
+                yield reject("not_held_out", f"outside the held-out {self.read.holdout:.1%}",
+                             doc_id)
+                return
         if rec["kind"] == "text":
             fields = {"text": (rec["text"] or "").strip(), "title": rec.get("title")}
         else:
@@ -146,13 +173,8 @@ class ExtractFiles(beam.DoFn):
         if not fields["text"]:
             yield reject("no_text")
             return
-        url = rec["url"]
-        source = f"{rec['source_file'].rsplit('/', 1)[-1]}:{rec['source_offset']}"
-        # A JSONL/Parquet record's own id is kept; an archive's record ids are random UUIDs
-        # per crawl, so captures are named by URL and payload, the same in every crawl.
-        own_id = rec["id"] if READERS[rec["format"]].keeps_ids else None
         yield empty_document(
-            id=own_id or document_id(url, rec["digest"], source), url=url,
+            id=doc_id, url=url,
             host=_host(url), fetch_time=parse_fetch_time(rec["fetch_time"]),
             source_file=rec["source_file"], source_offset=rec["source_offset"],
             source_format=rec["format"], snapshot=self.snapshot, title=fields.get("title"),
