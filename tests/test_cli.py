@@ -35,6 +35,9 @@ OWN = {
     "train": ({"--dataset", "--out", "--init-from", "--resume", "--nnodes"}, ("train",)),
     "generate": ({"--checkpoint", "--prompt", "--temperature", "--top-k", "--tokenizer"}, ()),
     "export": ({"--checkpoint", "--out", "--tokenizer"}, ()),
+    # --block-size and --batch-size are its own (a window, a forward pass), not train's settings
+    "evaluate": ({"--checkpoint", "--tokenizer", "--text", "--tasks", "--json", "--device",
+                  "--block-size", "--stride", "--batch-size"}, ()),
     "refresh": ({"--output", "--snapshot", "--train", "--seeds"}, ("crawl", *DOCUMENTS,
                                                                    "engine", "train")),
     "serve": ({"--output", "--cron", "--every", "--timezone", "--no-train"},

@@ -1,7 +1,8 @@
 """The `corpus` command: one module per group of subcommands, the parser assembled here.
 
     build.py     demo, build, crawl        a dataset from a generated site, your files, a crawl
-    model.py     train, generate, export   a GPT trained on a dataset, and used
+    model.py     train, generate,          a GPT trained on a dataset, judged and used
+                 evaluate, export
     schedule.py  refresh, serve            a dataset that renews itself on a schedule
     inspect.py   why, verify, config       answers from a dataset's files and the config model
     options.py   the settings flags, made from the config model (`schemas/config.py`)

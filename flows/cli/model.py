@@ -1,8 +1,9 @@
-"""`corpus train`, `corpus generate` and `corpus export`: a GPT trained on a finished dataset,
-and used without writing Python.
+"""`corpus train`, `corpus generate`, `corpus evaluate` and `corpus export`: a GPT trained on a
+finished dataset, judged and used without writing Python.
 
     corpus train --dataset DATASET --preset gpt2 --steps 5000
     corpus generate --checkpoint DATASET/train --prompt "ROMEO:" --seed 1
+    corpus evaluate --checkpoint DATASET/train --text held-out.jsonl --tasks hellaswag.jsonl
     corpus export --checkpoint DATASET/train/ckpt.pt --out gpt2-export
 
 `--checkpoint` is a `ckpt.pt`, the folder holding one (training writes `tokenizer.json` beside
@@ -11,6 +12,7 @@ it), or a folder that `corpus export` wrote.
 
 from __future__ import annotations
 
+import json
 import os
 
 from flows.cli.common import UserError, number, positive_int, print_train, whole_number
@@ -91,6 +93,83 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from trainer.evaluate import evaluate_task, read_tasks, read_texts, text_loss
+    from trainer.generate import load
+    from trainer.hf import CheckpointError, MissingTokenizer
+
+    if not args.text and not args.tasks:
+        raise UserError("nothing to evaluate: give --text FILE and/or --tasks FILE")
+    try:  # every input read and checked before the model is loaded
+        texts = {path: read_texts(path) for path in args.text}
+        tasks = {path: read_tasks(path) for path in args.tasks}
+    except (OSError, ValueError) as err:
+        raise UserError(str(err)) from None
+    device = checked_device(args.device)
+    try:
+        model, tokenizer = load(args.checkpoint, args.tokenizer, device=device)
+    except MissingTokenizer as err:
+        raise UserError(f"{err} with --tokenizer") from None
+    except (FileNotFoundError, CheckpointError) as err:
+        raise UserError(str(err)) from None
+    block = args.block_size or model.config.block_size
+    if block > model.config.block_size:
+        raise UserError(f"--block-size {block}: the model's context is "
+                        f"{model.config.block_size} tokens")
+    if args.stride and args.stride > block:
+        raise UserError(f"--stride {args.stride} is more than the block size {block}")
+    result = {"checkpoint": args.checkpoint, "parameters": model.num_params(), "device": device,
+              "block_size": block, "stride": args.stride or block, "text": [], "tasks": []}
+    for path, docs in texts.items():
+        try:
+            score = text_loss(model, tokenizer, docs, block_size=block,
+                              batch_size=args.batch_size, stride=args.stride)
+        except ValueError as err:  # every document empty
+            raise UserError(f"{path}: {err}") from None
+        result["text"].append({"path": path, **score.to_dict()})
+    for path, questions in tasks.items():
+        try:  # a choice that encodes to no tokens names its file and line
+            score = evaluate_task(model, tokenizer, questions, batch_size=args.batch_size)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        result["tasks"].append({"path": path, **score.to_dict()})
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_evaluation(result)
+    return 0
+
+
+def _table(rows: list[tuple]) -> None:
+    """Left-aligned first column, the others right-aligned, a rule under the header."""
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        cells = [str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                 for i, (c, w) in enumerate(zip(row, widths))]
+        print("  ".join(cells).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def print_evaluation(result: dict) -> None:
+    print(f"model: {result['checkpoint']} ({result['parameters']:,} parameters, "
+          f"{result['device']}), windows of {result['block_size']} tokens, stride "
+          f"{result['stride']}")
+    if result["text"]:
+        print()
+        _table([("text", "documents", "tokens", "bytes", "loss (nats/token)", "bits/byte")] +
+               [(t["path"], f"{t['documents']:,}", f"{t['tokens']:,}", f"{t['bytes']:,}",
+                 f"{t['loss']:.4f}", f"{t['bits_per_byte']:.4f}") for t in result["text"]])
+    if result["tasks"]:
+        def with_error(p, err):
+            return f"{p:.4f}" + (f" ± {err:.4f}" if err is not None else "")
+
+        print()
+        _table([("task", "n", "acc ± stderr", "acc_norm ± stderr")] +
+               [(t["path"], f"{t['n']:,}", with_error(t["acc"], t["acc_stderr"]),
+                 with_error(t["acc_norm"], t["acc_norm_stderr"])) for t in result["tasks"]])
+
+
 def cmd_export(args) -> int:
     from trainer.hf import CheckpointError, MissingTokenizer, export_hf
 
@@ -153,6 +232,33 @@ def register(sub, common) -> None:
                           help="cpu, cuda, cuda:N or auto (CUDA when present; default "
                           "%(default)s)")
     generate.set_defaults(func=cmd_generate)
+
+    evaluate = sub.add_parser("evaluate", help="score a model on held-out text (loss, bits per "
+                              "byte) and multiple-choice tasks (acc, acc_norm)")
+    evaluate.add_argument("--checkpoint", required=True, metavar="PATH",
+                          help="ckpt.pt, the training folder holding it, or a folder written by "
+                          "`corpus export`")
+    evaluate.add_argument("--tokenizer", metavar="PATH",
+                          help="the dataset's tokenizer.json (default: the one beside the "
+                          "checkpoint)")
+    evaluate.add_argument("--text", nargs="+", action="extend", default=[], metavar="PATH",
+                          help="held-out documents: .txt (the file is one document), .jsonl or "
+                          ".jsonl.gz (a \"text\" field a line), .parquet (a \"text\" column)")
+    evaluate.add_argument("--tasks", nargs="+", action="extend", default=[], metavar="PATH",
+                          help="multiple-choice task files, JSONL: {\"context\": ..., "
+                          "\"choices\": [...], \"answer\": N} a line")
+    evaluate.add_argument("--block-size", type=positive_int, metavar="T",
+                          help="tokens a text window holds (default: the model's context)")
+    evaluate.add_argument("--stride", type=positive_int, metavar="S",
+                          help="new tokens each text window after the first predicts, with the "
+                          "T-S before them as context (default T: windows do not overlap)")
+    evaluate.add_argument("--batch-size", type=positive_int, default=8, metavar="N",
+                          help="sequences a forward pass holds (default %(default)s)")
+    evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
+    evaluate.add_argument("--device", default="auto",
+                          help="cpu, cuda, cuda:N or auto (CUDA when present; default "
+                          "%(default)s)")
+    evaluate.set_defaults(func=cmd_evaluate)
 
     export = sub.add_parser("export", help="write a trained model as a Hugging Face GPT-2 folder "
                             "(config.json, model.safetensors, tokenizer)")
