@@ -31,6 +31,9 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 # with an external worker pool); a test about worker processes asks for them
 # (`--running-mode multi_processing`, or its own config).
 os.environ.setdefault("CORPUS_SET", "engine.running_mode=in_memory")
+# Two test files run at once on 2 cores (xdist): torch in each (and in the trainers they start)
+# on one thread, not two threads each fighting over the cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # INFO lines logged at interpreter exit would hit pytest's already-closed capture streams.
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
