@@ -83,9 +83,10 @@ def publish_stage(root: str, result: StageResult) -> dict:
                                       f"{result.name}{skipped}")
     if stages.BY_NAME[result.name].documents:
         rows, samples = dashboards.stage_quality(root, result.name, counts)
+        diverse = ", diversity per language" if result.name == stages.CORPUS else ""
         create_table_artifact(key=artifact_key(root, f"{result.name}-quality"), table=rows,
                               description=f"{result.name}: languages, lengths, duplicates, "
-                                          f"rejects{skipped}")
+                                          f"rejects{diverse}{skipped}")
         create_markdown_artifact(key=artifact_key(root, f"{result.name}-samples"),
                                  markdown=samples,
                                  description=f"{result.name}: sample kept and rejected documents")

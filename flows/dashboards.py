@@ -1,7 +1,9 @@
 """What the Prefect UI shows of a dataset beyond counts: each document stage's quality (language
 mix, length percentiles, duplicate rate, sample kept and rejected documents, where its manifest
-is), training curves, and a run-over-run trend of the key numbers kept in the dataset folder
-(`dashboard.jsonl`), drawn as text sparklines so they read anywhere, the UI included.
+is; for the corpus, its diversity per language: `pipelines/shard/diversity.py`), training
+curves, and a run-over-run trend of the key numbers kept in the dataset folder
+(`dashboard.jsonl`), drawn as text sparklines so they read anywhere, the UI included. A run
+recorded before a number existed shows `-` for it.
 
 Everything here reads the stages' own outputs (column statistics, never whole texts) and only
 builds rows and markdown; `flows/artifacts.py` publishes them as artifacts.
@@ -18,12 +20,17 @@ import numpy as np
 
 from pipelines import stages as stage_table
 from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir
+from pipelines.shard import diversity
 from schemas.manifest import Counts
 
 HISTORY = "dashboard.jsonl"
 BARS = "▁▂▃▄▅▆▇█"
 SAMPLES = 3
 DUPLICATE_REASONS = ("exact_duplicate", "near_duplicate", "duplicate_of")
+LANGUAGES_SHOWN = 8  # the quality tables' languages: those with most documents
+DIVERSITY_TREND = {"distinct word 5-grams": "distinct_word_5grams",
+                   "distinct domains": "distinct_domains",
+                   "duplicate cluster share": "duplicate_cluster_share"}
 
 
 def sparkline(values: list[float]) -> str:
@@ -87,6 +94,7 @@ def stage_quality(root: str, name: str, counts: Counts) -> tuple[list[dict], str
                   "value": round(within / counts.records_in, 4)},
                  {"measure": "duplicate rate, against earlier snapshots",
                   "value": round(earlier / counts.records_in, 4)}]
+    rows += diversity_rows(diversity.read_report(stage.fs, stage.local(diversity.REPORT)))
     rows.append({"measure": "manifest", "value": stage.url("manifest.json")})
     kept = _column(stage, DATA_DIR, ["url", "title"], SAMPLES)
     dropped = _column(stage, REJECTED_DIR, ["url", "reason", "detail"], SAMPLES)
@@ -99,6 +107,42 @@ def stage_quality(root: str, name: str, counts: Counts) -> tuple[list[dict], str
     return rows, "\n".join(lines)
 
 
+def _shown(value) -> str | float | int:
+    return "-" if value is None else value
+
+
+def _domains(top: list[dict], n: int) -> str:
+    return ", ".join(f"{d['host']} {d['share']}" for d in top[:n]) or "-"
+
+
+def diversity_rows(report: dict | None) -> list[dict]:
+    """The corpus's diversity (`diversity.json`) as quality rows: the totals, then each of the
+    languages with most documents (`<snapshot> <lang>` when the corpus holds several snapshots)."""
+    if report is None:
+        return []
+    error = f"±{report['relative_error']:.2%}"
+    total = report["total"]
+    rows = [{"measure": f"distinct word {report['ngram']}-grams ({error})",
+             "value": total["distinct_word_5grams"]},
+            {"measure": f"distinct domains ({error})", "value": total["distinct_domains"]},
+            {"measure": "share of documents in duplicate clusters",
+             "value": _shown(total["duplicate_cluster_share"])}]
+    rows += [{"measure": f"top domain {d['host']}", "value": d["share"]}
+             for d in total["top_domains"]]
+    snapshots = report["snapshots"]
+    groups = [(f"{snap} {lang}" if len(snapshots) > 1 else lang, row)
+              for snap, found in snapshots.items() for lang, row in found["languages"].items()]
+    for name, row in sorted(groups, key=lambda g: (-g[1]["documents"], g[0]))[:LANGUAGES_SHOWN]:
+        rows += [{"measure": f"{name}: documents", "value": row["documents"]},
+                 {"measure": f"{name}: distinct word {report['ngram']}-grams",
+                  "value": row["distinct_word_5grams"]},
+                 {"measure": f"{name}: distinct domains", "value": row["distinct_domains"]},
+                 {"measure": f"{name}: share in duplicate clusters",
+                  "value": _shown(row["duplicate_cluster_share"])},
+                 {"measure": f"{name}: top domains", "value": _domains(row["top_domains"], 3)}]
+    return rows
+
+
 def record_run(root: str, summary: dict) -> list[dict]:
     """Append this run's key numbers to the dataset's history; return the history."""
     stages = {s["stage"]: s for s in summary["stages"]}
@@ -108,6 +152,11 @@ def record_run(root: str, summary: dict) -> list[dict]:
     if dedup and dedup["records_in"]:
         duplicates = sum(n for r, n in dedup["rejected"].items() if r in DUPLICATE_REASONS)
         entry["duplicate_rate"] = round(duplicates / dedup["records_in"], 4)
+    corpus = StageDir(root, stage_table.CORPUS)
+    report = diversity.read_report(corpus.fs, corpus.local(diversity.REPORT)) \
+        if stage_table.CORPUS in stages else None
+    if report is not None:
+        entry.update({key: report["total"][key] for key in DIVERSITY_TREND.values()})
     tokens = StageDir(root, stage_table.LAST).manifest()
     if tokens is not None and tokens.tokens:
         entry["tokens"] = sum(s["tokens"] for shards in tokens.tokens["splits"].values()
@@ -130,12 +179,14 @@ def trend_markdown(history: list[dict], last: int = 20) -> str:
     series = {f"{stage} documents": [r["documents"].get(stage) for r in runs]
               for stage in dict.fromkeys(k for r in runs for k in r["documents"])}
     series["duplicate rate"] = [r.get("duplicate_rate") for r in runs]
+    series.update({name: [r.get(key) for r in runs] for name, key in DIVERSITY_TREND.items()})
     series["tokens"] = [r.get("tokens") for r in runs]
     lines = [f"### The last {len(runs)} run(s), oldest first", "",
              "| measure | trend | first | last |", "|---|---|---|---|"]
     for name, values in series.items():
         if any(v is not None for v in values):
-            lines.append(f"| {name} | `{sparkline(values)}` | {values[0]} | {values[-1]} |")
+            lines.append(f"| {name} | `{sparkline(values)}` | {_shown(values[0])} | "
+                         f"{_shown(values[-1])} |")
     return "\n".join(lines)
 
 

@@ -168,6 +168,8 @@ def test_memory_urls_end_to_end(capsys):
     fs = fsspec.filesystem("memory")
     assert fs.exists("/e2e-probe/out/dataset.json")
     assert fs.exists("/e2e-probe/out/shard/_SUCCESS")
+    with fs.open("/e2e-probe/out/shard/diversity.json", "r") as f:  # written by the Beam job
+        assert set(json.load(f)["snapshots"]["local"]["languages"]) == {"en", "de", "fr"}
     rows = []
     for path in fs.find("/e2e-probe/out/shard/data"):
         with fs.open(path, "rb") as f:

@@ -13,7 +13,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.core import job
 from pipelines.core.contract import StageDir, run_stage
-from pipelines.dedup import components
+from pipelines.dedup import components, tallies
 from pipelines.dedup import stage as dedup
 from pipelines.dedup.index import IndexDir
 from pipelines.dedup.minhash import exact_jaccard, shingle_hashes
@@ -93,6 +93,8 @@ def planted(n_unique=40, seed=7):
 def test_planted_exact_and_near_duplicates_across_files_keep_one_each(tmp_path):
     docs, truth = planted()
     docs += [doc("e1", ""), doc("e2", None), doc("e3", " \n ")]
+    for d in docs:  # languages and a snapshot whose name holds the counters' separators
+        d.update(lang="de" if int(d["id"][1:]) % 2 else "en", snapshot="2024:05/a")
     kept, rejected, counters = run(tmp_path, docs, files=3)
     assert set(kept) == {d["id"] for d in docs if d["id"].startswith("u")}
     for copy, original in truth.items():
@@ -106,6 +108,12 @@ def test_planted_exact_and_near_duplicates_across_files_keep_one_each(tmp_path):
         assert row["detail"] == f"duplicate of {original} (similarity {row['similarity']:.2f})"
     assert {rejected[e]["reason"] for e in ("e1", "e2", "e3")} == {"empty_text"}
     assert counters["dedup/cc_rounds"] >= 1
+    # per snapshot and language: documents in, and those removed as duplicates (diversity)
+    lang = {d["id"]: d["lang"] for d in docs}
+    assert tallies.language_tallies(counters) == {
+        ("2024:05/a", code): {"entering": sum(v == code for v in lang.values()),
+                              "duplicates": sum(lang[c] == code for c in truth)}
+        for code in ("de", "en")}
 
 
 def test_unrelated_documents_sharing_a_band_are_not_merged(tmp_path):
@@ -192,6 +200,9 @@ def test_chains_longer_than_the_main_job_rounds_finish_in_follow_up_jobs(tmp_pat
     again, rejected_again, counters_again = run(tmp_path, docs, config, files=3, name="more")
     assert len(kept) == 1 and (kept, rejected) == (again, rejected_again)
     assert counters_again["dedup/cc_rounds"] > 1
+    # the outputs written again are counted again, not twice
+    assert tallies.language_tallies(counters_again) == tallies.language_tallies(counters) == \
+        {("-", "und"): {"entering": 12, "duplicates": 11}}
     with pytest.raises(RuntimeError, match="max_rounds"):
         run(tmp_path, docs, DedupConfig(verify="exact", threshold=0.8, max_rounds=1), files=3,
             name="bounded")

@@ -132,6 +132,34 @@ def test_accounting_holds_for_every_stage(demo):
         assert all(f["sha256"] for f in manifest["files"])
 
 
+def test_the_corpus_diversity_is_measured_per_language(demo, corpus, rejected):
+    """shard/diversity.json, in the manifest: every language of the corpus, distinct 5-grams
+    within the sketch's error, duplicates counted over kept and removed documents."""
+    from pipelines.dedup.minhash import tokens
+    from pipelines.dedup.tallies import DUPLICATE_REASONS
+
+    report = json.loads((demo / "shard" / "diversity.json").read_text())
+    manifest = json.loads((demo / "shard" / "manifest.json").read_text())
+    assert "diversity.json" in [f["path"] for f in manifest["files"]]
+    (snapshot,) = report["snapshots"]
+    languages = report["snapshots"][snapshot]["languages"]
+    assert {lang: row["documents"] for lang, row in languages.items()} == \
+        {lang: sum(d["lang"] == lang for d in corpus) for lang in {d["lang"] for d in corpus}}
+    grams = set()
+    for doc in corpus:
+        words = tokens(doc["text"])
+        grams.update(zip(*(words[i:] for i in range(5))))
+    total = report["total"]
+    assert abs(total["distinct_word_5grams"] - len(grams)) <= 3 * report["relative_error"] * \
+        len(grams)
+    assert total["distinct_domains"] == len({d["host"] for d in corpus})
+    dedup = json.loads((demo / "dedup" / "manifest.json").read_text())
+    removed = sum(r["stage"] == "dedup" and r["reason"] in DUPLICATE_REASONS for r in rejected)
+    assert total["entering_dedup"] == dedup["counts"]["records_in"]
+    assert total["in_duplicate_clusters"] == \
+        sum(d["dup_count"] > 1 for d in corpus) + removed > 0
+
+
 def test_training_loss_drops_and_a_sample_is_generated(demo):
     result = json.loads((demo / "train" / "result.json").read_text())
     assert result["world_size"] == 2 and result["backend"] == "gloo"
@@ -160,7 +188,8 @@ def test_each_stage_published_its_counts_artifact(demo):
     data = found[keys[0]].data
     scrape = json.loads(data) if isinstance(data, str) else data
     quality_keys = [artifact_key(str(demo), n) for n in
-                    ("filter-quality", "dedup-quality", "dedup-samples", "trend", "train-curves")]
+                    ("filter-quality", "dedup-quality", "dedup-samples", "trend", "train-curves",
+                     "shard-quality")]
     with get_client(sync_client=True) as client:
         more = {a.key: a for a in client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=quality_keys)))}
@@ -177,6 +206,13 @@ def test_each_stage_published_its_counts_artifact(demo):
     assert "| rejected | reason |" in more[quality_keys[2]].data
     assert "documents" in more[quality_keys[3]].data and "`" in more[quality_keys[3]].data
     assert "loss" in more[quality_keys[4]].data
+    shard = more[quality_keys[5]].data
+    shard = {r["measure"]: r["value"] for r in (json.loads(shard) if isinstance(shard, str)
+                                                 else shard)}
+    assert shard["distinct word 5-grams (±0.81%)"] > 1000 and shard["distinct domains (±0.81%)"]
+    assert sum(v for k, v in shard.items() if k.endswith(": documents")) == shard["documents out"]
+    assert 0 < shard["share of documents in duplicate clusters"] < 1
+    assert "| distinct word 5-grams |" in more[quality_keys[3]].data
     assert {"measure": "rejected: robots_disallowed", "count": 1} in scrape
 
 

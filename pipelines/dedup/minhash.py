@@ -105,16 +105,23 @@ def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
 def _token_hashes(folded: str) -> np.ndarray:
     """64-bit hashes of the tokens of a folded text, without making the tokens: code points are
     classified by table, and each token's polynomial hash comes from one running sum."""
+    return _token_spans(folded)[0]
+
+
+def _token_spans(folded: str) -> tuple[np.ndarray, np.ndarray]:
+    """(hashes, start code point) of the tokens of a folded text (`_token_hashes`). A token's
+    hash does not depend on where it starts."""
     word, single = _Tables.load()
+    none = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.intp)
     cps = np.frombuffer(folded.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     if not len(cps):
-        return np.zeros(0, dtype=np.uint64)
+        return none
     is_word, is_single = word[cps], single[cps]
     prev_word = np.r_[False, is_word[:-1]]
     prev_single = np.r_[False, is_single[:-1]]
     starts = np.flatnonzero(is_word & (~prev_word | is_single | prev_single))
     if not len(starts):
-        return np.zeros(0, dtype=np.uint64)
+        return none
     next_word = np.r_[is_word[1:], False]
     next_single = np.r_[is_single[1:], False]
     ends = np.flatnonzero(is_word & (~next_word | is_single | next_single)) + 1
@@ -123,7 +130,7 @@ def _token_hashes(folded: str) -> np.ndarray:
         running = np.r_[np.uint64(0), np.cumsum((cps.astype(np.uint64) + np.uint64(1)) * pw[:-1],
                                                 dtype=np.uint64)]
         return _mix((running[ends] - running[starts]) * ipw[starts] + (ends - starts)
-                    .astype(np.uint64))
+                    .astype(np.uint64)), starts
 
 
 def _shingles_of(h: np.ndarray, size: int) -> np.ndarray:
@@ -141,6 +148,21 @@ def _shingles_of(h: np.ndarray, size: int) -> np.ndarray:
 def shingle_hashes(text: str, size: int) -> np.ndarray:
     """64-bit hashes of the text's shingles of `size` tokens (a shorter text is one shingle)."""
     return _shingles_of(_token_hashes(fold(text)), size)
+
+
+def word_ngram_hashes(texts: list[str], n: int) -> np.ndarray:
+    """64-bit hashes of every run of `n` consecutive tokens of each text (none of a text of
+    fewer tokens, unlike `shingle_hashes`; no run spans two texts), tokens folded and cut as for
+    shingles. The texts are hashed as one, joined by line breaks (never part of a token), which
+    is about ten times faster than one by one for texts of a kilobyte."""
+    folded = [fold(t) for t in texts]
+    h, starts = _token_spans("\n".join(folded))
+    if len(h) < n:
+        return np.zeros(0, dtype=np.uint64)
+    bounds = np.cumsum([len(f) + 1 for f in folded])  # the code point after each text's end
+    text_of = np.searchsorted(bounds, starts, side="right")
+    grams = _shingles_of(h, n)
+    return grams[text_of[:len(grams)] == text_of[n - 1:]]
 
 
 def exact_jaccard(a: np.ndarray, b: np.ndarray) -> float:

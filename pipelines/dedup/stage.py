@@ -16,7 +16,8 @@ shuffled, because a local runner keeps shuffled data in memory. In order:
    block) adds that node's signature, `VerifyEdges` (by the second node's block) compares it
    with the other's and keeps the edge only if the similarity reaches the threshold, so a chance
    band collision never merges unrelated documents.
-4. Connected components of the verified edges (`pipelines.dedup.components`, in Beam, rounds bounded).
+4. Connected components of the verified edges (`pipelines.dedup.components`, in Beam, rounds
+   bounded).
 5. `LookupMembers` reads each component member's identity (not its text) and `DecideCluster`
    keeps one per component by the keep policy; the others are `exact_duplicate` (same
    normalized text as the kept one), `near_duplicate`, or `duplicate_of` when the kept one is in
@@ -24,7 +25,8 @@ shuffled, because a local runner keeps shuffled data in memory. In order:
 6. `ApplyDecisions` reads each input file again and writes, in input order, its documents that
    stay to `data/part-<file>-of-<files>.parquet` (with `text_hash`, `dup_cluster`, `dup_count`)
    and the others to `rejected/rejected-<file>-of-<files>.parquet` (with the kept id and the
-   similarity to it).
+   similarity to it), counting per snapshot and language the documents in and those removed as
+   duplicates (`pipelines/dedup/tallies.py`, for the corpus's diversity report).
 
 The stage's composite PTransform, `DedupDocuments`, reads as that list: `CandidateEdges`
 (1 to 3), `components.Rounds` (4) and `DecideAndApply` (5 and 6), which gives the files written
@@ -42,7 +44,7 @@ import ctypes
 import hashlib
 import logging
 import posixpath
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import apache_beam as beam
 import fsspec
@@ -59,7 +61,7 @@ from pipelines.core.job import Context, Job
 from pipelines.core.progress import RECORDS, Pass, Tally, forget
 from pipelines.core.spill import SpillBuffer, open_for_write, remove_folder, windowed
 from pipelines.core.tables import StageOutput, StageTables
-from pipelines.dedup import components
+from pipelines.dedup import components, tallies
 from pipelines.dedup.index import (
     IndexDir,
     read_table_rows,
@@ -579,6 +581,8 @@ class ApplyDecisions(beam.DoFn):
         hashes = _RowLookup(signature_url(self.work_url, file_no), "text_hash")
         name = f"{file_no:05d}-of-{self.num_files:05d}.parquet"
         kept_rows: list[int] = []
+        entering: Counter = Counter()  # per (snapshot, language): pipelines/dedup/tallies.py
+        duplicates: Counter = Counter()
         row0 = 0
         with fsspec.open(url, "rb") as f, \
                 fsspec.open(posixpath.join(self.data_url, f"part-{name}"), "wb") as out, \
@@ -592,15 +596,21 @@ class ApplyDecisions(beam.DoFn):
                 self.tally.add(table.num_rows)
                 keep, th, cluster, count, rejected = [], [], [], [], []
                 ids = table.column("id").to_pylist()
+                groups = [tallies.group_key(s, lang) for s, lang in
+                          zip(table.column("snapshot").to_pylist(),
+                              table.column("lang").to_pylist())]
                 hashes.advance(row0 + table.num_rows)
                 for i, doc_id in enumerate(ids):
                     row = row0 + i
                     decision = decided.get(row)
+                    entering[groups[i]] += 1
                     if row not in hashes:  # no text: nothing to compare
                         keep.append(False)
                         rejected.append(self._reject(table, i, "empty_text", None, None, None))
                     elif decision is not None and not decision["keep"]:
                         keep.append(False)
+                        if decision["reason"] in tallies.DUPLICATE_REASONS:
+                            duplicates[groups[i]] += 1
                         rejected.append(self._reject(
                             table, i, decision["reason"], decision["keeper"],
                             decision["similarity"], decision["detail"]))
@@ -622,6 +632,9 @@ class ApplyDecisions(beam.DoFn):
                 row0 += table.num_rows
             writer.close()
             rejects.close()
+        for kind, tally in (("entering", entering), ("duplicates", duplicates)):
+            for group, n in sorted(tally.items()):
+                Metrics.counter(tallies.NAMESPACE, tallies.counter_name(kind, group)).inc(n)
         if self.index_snapshot is not None:
             self._write_index(file_no, kept_rows)
         release_memory()
@@ -882,6 +895,8 @@ def build_dedup(stage: StageDir, doc_urls: list[str], config: DedupConfig, engin
             forget(progress, PASSES[1].measure)  # the records are written (and counted) again
             stars | "Write" >> DecideAndApply(stage, graph, config, index_snapshot, progress)
             rerun = run_pipeline(p)
+            counters = {k: v for k, v in counters.items()  # the rerun counts them again
+                        if not tallies.language_tallies({k: v})}
             counters.update({k: v for k, v in rerun.items() if "cc_round" not in k})
     counters[f"{STAGE}/cc_rounds"] = settled
     _log.info("dedup: connected components settled in round %d", settled)
