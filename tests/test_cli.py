@@ -24,8 +24,8 @@ def subcommands():
     return action.choices  # name -> its parser
 
 
-DOCUMENTS = ("read", "extract", "filter", "filter.langid", "filter.quality", "filter.pii",
-             "dedup", "shard", "tokenize")
+DOCUMENTS = ("read", "extract", "filter", "filter.langid", "filter.quality",
+             "filter.quality_model", "filter.pii", "dedup", "shard", "tokenize")
 # What each subcommand must offer beyond its settings, and the sections of settings it shows.
 OWN = {
     "demo": ({"--output", "--port", "--no-train", "--seed"}, ("engine", "train")),
@@ -35,6 +35,7 @@ OWN = {
     "train": ({"--dataset", "--out", "--init-from", "--resume", "--nnodes"}, ("train",)),
     "generate": ({"--checkpoint", "--prompt", "--temperature", "--top-k", "--tokenizer"}, ()),
     "export": ({"--checkpoint", "--out", "--tokenizer"}, ()),
+    "quality-model": (set(), ()),  # a group: its `train` takes --positive, --negative, ...
     "refresh": ({"--output", "--snapshot", "--train", "--seeds"}, ("crawl", *DOCUMENTS,
                                                                    "engine", "train")),
     "serve": ({"--output", "--cron", "--every", "--timezone", "--no-train"},
