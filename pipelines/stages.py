@@ -57,7 +57,7 @@ STAGES: tuple[Stage, ...] = (
           ("extract", "read", "snapshot", "shard.num_shards"), reads="inputs", documents=True,
           description="records of every input to documents with their main text"),
     Stage("filter", "extract", "pipelines.filters.stage", ("filter", "shard.num_shards"),
-          documents=True, description="language ID, quality rules, PII replacement"),
+          documents=True, description="language ID, quality rules and scores, PII replacement"),
     Stage("dedup", "filter", "pipelines.dedup.stage", ("dedup", "snapshot"), documents=True,
           description="exact and MinHash LSH near duplicates, within and across snapshots"),
     Stage("shard", "dedup", "pipelines.shard.stage", ("shard",), documents=True,
