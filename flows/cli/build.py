@@ -19,7 +19,8 @@ from flows.dataset_root import DatasetRoot, crawl_identity, inside, is_url, norm
 from schemas.config import LangIdConfig, PipelineConfig, ReadConfig
 
 DEMO_PORT = 8737
-LAST_STAGE = "tokenize"  # what --until may name is checked against the stage table when a build runs
+# what --until may name is checked against the stage table when a build runs
+LAST_STAGE = "tokenize"
 
 
 def resolve_inputs(paths: list[str], output: str, read: ReadConfig) -> list[str]:
