@@ -6,7 +6,8 @@ A row names the stage (its folder under the dataset root), the stage whose outpu
 `pipelines.core.tables.StageOutput`, its Beam build, which writes through
 `pipelines.core.tables.StageTables`, and its `plan`; that module's code, with every project
 module it imports, makes the stage's fingerprint), the config settings that make its
-fingerprint (`settings`, dotted paths into `PipelineConfig`), and what it reads. `pipelines.core.job.run` does the rest for every stage alike.
+fingerprint (`settings`, dotted paths into `PipelineConfig`), and what it reads.
+`pipelines.core.job.run` does the rest for every stage alike.
 
 Adding a stage is one module (with `plan(ctx) -> Job`, see `pipelines/core/job.py`) and one row.
 Training is not a row (it runs under torchrun, not Beam): `flows/train_flow.py` runs it under the
@@ -57,7 +58,7 @@ STAGES: tuple[Stage, ...] = (
           ("extract", "read", "snapshot", "shard.num_shards"), reads="inputs", documents=True,
           description="records of every input to documents with their main text"),
     Stage("filter", "extract", "pipelines.filters.stage", ("filter", "shard.num_shards"),
-          documents=True, description="language ID, quality rules, PII replacement"),
+          documents=True, description="language ID, quality rules and scores, PII replacement"),
     Stage("dedup", "filter", "pipelines.dedup.stage", ("dedup", "snapshot"), documents=True,
           description="exact and MinHash LSH near duplicates, within and across snapshots"),
     Stage("shard", "dedup", "pipelines.shard.stage", ("shard",), documents=True,

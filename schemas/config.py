@@ -14,6 +14,7 @@ import copy
 import ipaddress
 import re
 from dataclasses import asdict, fields, is_dataclass
+from fractions import Fraction
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
@@ -323,6 +324,100 @@ class QualityConfig:
     fineweb: FineWebConfig = section(FineWebConfig)
 
 
+QUALITY_LABEL = "__label__hq"  # a quality model's positive label unless told otherwise
+_MODEL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_KEEP = re.compile(r"\s*([^\s:>=]+)\s*(?:>=\s*(\S+)|:\s*top\s*=\s*([^%\s]+)\s*%?)\s*")
+
+
+def parse_keep(spec: str) -> tuple[str, str, Fraction]:
+    """A keep spec -> (model name, ">=" or "top", value): `NAME>=0.3` keeps a score of at least
+    0.3; `NAME:top=10%` the 10% best (the value exact, for the count it keeps)."""
+    match = _KEEP.fullmatch(spec)
+    if not match:
+        quote = " (quote it: the shell reads > as a redirection)" if ">" not in spec else ""
+        raise ValueError(f"keep {spec!r}: expected NAME>=SCORE or NAME:top=PERCENT%, "
+                         f"e.g. 'dclm>=0.3' or dclm:top=10%{quote}")
+    name, least, share = match.groups()
+    try:
+        value = Fraction(least if least is not None else share)
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"keep {spec!r}: {least or share!r} is not a number") from None
+    if least is not None and not 0 <= value <= 1:
+        raise ValueError(f"keep {spec!r}: a score is a probability, within 0..1")
+    if share is not None and not 0 < value <= 100:
+        raise ValueError(f"keep {spec!r}: a share must be more than 0% and at most "
+                         f"100%")
+    return name, ">=" if least is not None else "top", value
+
+
+@dataclass(frozen=True, config=SECTION)
+class QualityModelConfig:
+    """Model-based quality scores: named fastText classifiers score every kept document, and
+    keep specs drop by the scores. A score is the probability of the model's positive label, in
+    the `quality_scores` column (`pipelines/filters/quality_scores.py`, README "Quality
+    scores"); a drop is `low_quality_score`. Scores without a keep spec drop nothing: a
+    selection for later."""
+
+    models: tuple[str, ...] = setting(
+        (), "a fastText quality classifier, NAME=FILE.bin (repeatable; NAME: letters, digits, "
+        "_): its score is quality_scores[NAME]", flag="--quality-model", metavar="NAME=FILE.bin",
+        kind="repeat")
+    labels: tuple[str, ...] = setting(
+        (), f"a model's positive label, NAME=LABEL (repeatable; default {QUALITY_LABEL}, the "
+        f"label of models trained here and of DCLM's)", flag="--quality-label",
+        metavar="NAME=LABEL", kind="repeat")
+    keep: tuple[str, ...] = setting(
+        (), "keep by score (repeatable, all must hold): 'NAME>=X' a score of at least X, or "
+        "NAME:top=P% the P% best documents of the snapshot (ceil; ties by id), over all "
+        "workers", flag="--quality-keep", metavar="SPEC", kind="repeat")
+
+    def __post_init__(self):
+        paths = self.paths()
+        unknown = [name for name in [*self.positive_labels(), *(k[0] for k in self.specs())]
+                   if name not in paths]
+        if unknown:
+            known = ", ".join(paths) or "none (give --quality-model NAME=FILE.bin)"
+            raise ValueError(f"no model named {unknown[0]!r}; the models are {known}")
+        tops = [spec for spec, (_, op, _) in zip(self.keep, self.specs()) if op == "top"]
+        if len(tops) > 1:
+            raise ValueError(f"keep: one top share at a time, not {', '.join(tops)} "
+                             f"(a top share goes with any number of NAME>=X)")
+
+    def paths(self) -> dict[str, str]:
+        """{name: model file}, from `models`."""
+        out: dict[str, str] = {}
+        for spec in self.models:
+            name, sep, path = spec.partition("=")
+            name, path = name.strip(), path.strip()
+            if not sep or not path or not _MODEL_NAME.fullmatch(name):
+                raise ValueError(f"model {spec!r}: expected NAME=FILE.bin with NAME "
+                                 f"letters, digits and _ (starting with a letter)")
+            if name in out:
+                raise ValueError(f"model {name!r} is named twice")
+            out[name] = path
+        return out
+
+    def positive_labels(self) -> dict[str, str]:
+        """{name: positive label} of the models given one (`labels`); `__label__` is added to
+        a label written without it."""
+        out: dict[str, str] = {}
+        for spec in self.labels:
+            name, sep, label = spec.partition("=")
+            name, label = name.strip(), label.strip()
+            if not sep or not name or not label:
+                raise ValueError(f"label {spec!r}: expected NAME=LABEL, e.g. "
+                                 f"dclm=__label__hq")
+            out[name] = label if label.startswith("__label__") else f"__label__{label}"
+        return out
+
+    def label(self, name: str) -> str:
+        return self.positive_labels().get(name, QUALITY_LABEL)
+
+    def specs(self) -> list[tuple[str, str, Fraction]]:
+        """The keep specs, parsed (`parse_keep`)."""
+        return [parse_keep(spec) for spec in self.keep]
+
+
 @dataclass(frozen=True, config=SECTION)
 class PiiConfig:
     """PII replacement (`pipelines/filters/pii.py`): each enabled kind's spans become its
@@ -339,8 +434,8 @@ class PiiConfig:
 
 @dataclass(frozen=True, config=SECTION)
 class FilterConfig:
-    """Language ID, then the language keep-list, quality filters and PII replacement.
-    An empty keep-list keeps every language."""
+    """Language ID, then the language keep-list, quality filters, quality scores and PII
+    replacement. An empty keep-list keeps every language."""
 
     langs: tuple[str, ...] = setting((), "comma-separated ISO 639 codes of the languages to "
                                      "keep, e.g. en,de (default: keep all, label each)",
@@ -349,6 +444,7 @@ class FilterConfig:
                                     "low_lang_score", ge=0, le=1)
     langid: LangIdConfig = section(LangIdConfig)
     quality: QualityConfig = section(QualityConfig)
+    quality_model: QualityModelConfig = section(QualityModelConfig)
     pii: PiiConfig = section(PiiConfig)
 
 

@@ -35,6 +35,8 @@ DOCUMENT_SCHEMA = pa.schema(
         pa.field("n_words", pa.int64()),
         pa.field("alpha_ratio", pa.float32()),
         pa.field("pii_replaced", pa.int32()),  # PII spans replaced by placeholders
+        # quality model name -> probability of its positive label; null when no model scored
+        pa.field("quality_scores", pa.map_(pa.string(), pa.float32())),
         # duplicate information
         pa.field("text_hash", pa.string()),  # sha256 of the normalized text
         pa.field("dup_cluster", pa.string()),  # id of the document kept for this cluster

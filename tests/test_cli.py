@@ -24,8 +24,8 @@ def subcommands():
     return action.choices  # name -> its parser
 
 
-DOCUMENTS = ("read", "extract", "filter", "filter.langid", "filter.quality", "filter.pii",
-             "dedup", "shard", "tokenize")
+DOCUMENTS = ("read", "extract", "filter", "filter.langid", "filter.quality",
+             "filter.quality_model", "filter.pii", "dedup", "shard", "tokenize")
 # What each subcommand must offer beyond its settings, and the sections of settings it shows.
 OWN = {
     "demo": ({"--output", "--port", "--no-train", "--seed"}, ("engine", "train")),
@@ -38,6 +38,7 @@ OWN = {
     # --block-size and --batch-size are its own (a window, a forward pass), not train's settings
     "evaluate": ({"--checkpoint", "--tokenizer", "--text", "--tasks", "--json", "--device",
                   "--block-size", "--stride", "--batch-size"}, ()),
+    "quality-model": (set(), ()),  # a group: its `train` takes --positive, --negative, ...
     "refresh": ({"--output", "--snapshot", "--train", "--seeds"}, ("crawl", *DOCUMENTS,
                                                                    "engine", "train")),
     "serve": ({"--output", "--cron", "--every", "--timezone", "--no-train"},

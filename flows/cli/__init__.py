@@ -3,6 +3,7 @@
     build.py     demo, build, crawl        a dataset from a generated site, your files, a crawl
     model.py     train, generate,          a GPT trained on a dataset, judged and used
                  evaluate, export
+    quality.py   quality-model train       a fastText quality classifier for quality scores
     schedule.py  refresh, serve            a dataset that renews itself on a schedule
     inspect.py   why, verify, config       answers from a dataset's files and the config model
     options.py   the settings flags, made from the config model (`schemas/config.py`)
@@ -21,7 +22,7 @@ import os
 import sys
 
 from flows import interrupt
-from flows.cli import build, inspect, model, schedule
+from flows.cli import build, inspect, model, quality, schedule
 from flows.cli.common import (
     EmptyCorpus,
     OneLineParser,
@@ -62,7 +63,7 @@ def parser() -> OneLineParser:
     p.add_argument("--version", action=VersionAction,
                    help="print the version and a hash of this checkout's code, and exit")
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    for group in (build, model, schedule, inspect):
+    for group in (build, model, quality, schedule, inspect):
         group.register(sub, common)
     return p
 

@@ -2,9 +2,9 @@
 from your files, or from a crawl of seed URLs; each runs the `corpus-build` flow.
 
 Everything a user can get wrong is checked before the flow starts (one line, exit 2): the inputs
-(each a readable format, none inside the output), the language codes and models, the Beam
-runner, a supplied tokenizer, the seeds, the output folder (writable, not another dataset's, not
-in use).
+(each a readable format, none inside the output), the language codes and models, the quality
+models, the Beam runner, a supplied tokenizer, the seeds, the output folder (writable, not
+another dataset's, not in use).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from flows.dataset_root import DatasetRoot, crawl_identity, inside, is_url, norm
 from schemas.config import LangIdConfig, PipelineConfig, ReadConfig
 
 DEMO_PORT = 8737
-LAST_STAGE = "tokenize"  # what --until may name is checked against the stage table when a build runs
+# what --until may name is checked against the stage table when a build runs
+LAST_STAGE = "tokenize"
 
 
 def resolve_inputs(paths: list[str], output: str, read: ReadConfig) -> list[str]:
@@ -111,8 +112,17 @@ def check_tokenizer(config: PipelineConfig) -> None:
 
 
 def check_quality(config: PipelineConfig) -> None:
-    """A missing --blocklist file or a reason in --rules-off that no rule has is one line now."""
+    """A missing --blocklist file, a reason in --rules-off that no rule has, or a quality model
+    that cannot be used (missing, damaged, without its positive label) is one line now."""
     from pipelines.filters.chain import check_rules_off
+    from pipelines.filters.quality_model import QualityModel, QualityModelError
+
+    models = config.filter.quality_model
+    for name, path in models.paths().items():
+        try:  # loaded once here (the workers load it again): a 1 GB model costs seconds
+            QualityModel(path, models.label(name))
+        except QualityModelError as err:
+            raise UserError(f"--quality-model {name}: {err}") from None
 
     blocklist = config.filter.quality.url_blocklist
     if blocklist and "://" not in blocklist and not os.path.isfile(blocklist):

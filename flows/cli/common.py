@@ -96,6 +96,12 @@ def beam_option(text: str) -> str:
     return text if text.startswith("-") else f"--{text}"
 
 
+def named_path(text: str) -> str:
+    """`NAME=PATH` with PATH made absolute (the config checks the rest: `--quality-model`)."""
+    name, sep, path = text.partition("=")
+    return f"{name}={os.path.abspath(path.strip())}" if sep and path.strip() else text
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, with its errors as one line (`corpus: error: ...`, exit 2) like ours."""
 

@@ -17,18 +17,19 @@ from dataclasses import fields
 
 from annotated_types import Ge, Gt, Le, Lt
 
-from flows.cli.common import UserError, beam_option, byte_size, sample_size
+from flows.cli.common import UserError, beam_option, byte_size, named_path, sample_size
 from flows.config_file import ConfigFileError, load, merge
 from schemas.config import RENAMED, PipelineConfig, section_type
 
 PREFIX = "setting:"  # argparse dests of generated flags: setting:<dotted path>
-FLAG_TYPES = {"--beam-option": beam_option}  # a flag whose text needs more than its kind
+# a flag whose text needs more than its kind
+FLAG_TYPES = {"--beam-option": beam_option, "--quality-model": named_path}
 
 # The sections each kind of command shows ("" is the top level: snapshot, seed).
 ENGINE = ("engine",)
 CRAWL = ("crawl",)
-DOCUMENTS = ("read", "extract", "filter", "filter.langid", "filter.quality", "filter.pii",
-             "dedup", "shard", "tokenize")
+DOCUMENTS = ("read", "extract", "filter", "filter.langid", "filter.quality",
+             "filter.quality_model", "filter.pii", "dedup", "shard", "tokenize")
 TRAIN = ("train",)
 EVERY = ("", *ENGINE, *CRAWL, *DOCUMENTS, *TRAIN)
 
@@ -134,14 +135,15 @@ def add_settings(parser, sections: tuple[str, ...]) -> None:
                     "off by default; this flag turns it on"
                 group.add_argument(extra["flag"], dest=dest, action="store_const",
                                    const=not default, default=None,
-                                   help=f"{info.description} ({state})")
+                                   help=f"{info.description} ({state})".replace("%", "%%"))
                 continue
             base, choices = scalar_type(info.annotation)
             said = "default" in info.description
             options = {"dest": dest, "default": None,
                        "metavar": extra.get("metavar") or METAVARS.get(base),
-                       "help": info.description if said else
-                       f"{info.description} (default {shown_default(info, kind)})"}
+                       "help": (info.description if said else  # argparse formats % itself
+                                f"{info.description} (default {shown_default(info, kind)})"
+                                ).replace("%", "%%")}
             if kind == "repeat":
                 options.update(action="append", type=FLAG_TYPES.get(extra["flag"],
                                                                   parser_of(info, None, base)))

@@ -1,17 +1,21 @@
-"""Filter stage: language ID, the language keep-list, quality filters, then PII replacement.
+"""Filter stage: language ID, the language keep-list, quality filters, quality scores, then PII
+replacement.
 
 Documents are taken in batches (`beam.BatchElements`) and run through the filter chain
 (`pipelines/filters/chain.py`, `apply_filters`): language ID labels the whole batch in one model
 call (`pipelines/filters/langid.py`) and comes first because the quality rules depend on it
 (English stop words, mean word length, sentence punctuation: `pipelines/filters/gopher.py`,
 `c4.py`, `fineweb.py`); the keep-list comes right after it, as the cheapest drop. Kept documents
-get `lang`, `lang_score`, their quality signals and, last, their e-mail addresses, IP addresses
-and phone numbers replaced by placeholders (`pipelines/filters/pii.py`), counted per kind. PII
-replacement is no filter of the chain: it drops nothing, and the quality signals are those of
-the text before it. Every drop is a rejected row with its reason and a `filter:dropped_<reason>`
-counter (counted by the filter base, `pipelines/filters/base.py`). The stage's composite
-PTransform is `FilterDocuments` (documents -> `StageOutput`); the build reads: read -> filter ->
-write.
+get `lang`, `lang_score`, their quality signals, the scores of the quality models configured
+(`quality_scores`, one model call per batch, with the drops of their thresholds:
+`pipelines/filters/quality_scores.py`) and, last, their e-mail addresses, IP addresses and phone
+numbers replaced by placeholders (`pipelines/filters/pii.py`), counted per kind. PII replacement
+is no filter of the chain: it drops nothing, and the quality signals and scores are those of the
+text before it. A top share of a model's scores (`NAME:top=P%`) is taken after the batches, over
+the whole snapshot (`TopShare`). Every drop is a rejected row with its reason and a
+`filter:dropped_<reason>` counter (counted by the filter base, `pipelines/filters/base.py`). The
+stage's composite PTransform is `FilterDocuments` (documents -> `StageOutput`); the build reads:
+read -> filter -> write.
 """
 
 from __future__ import annotations
@@ -24,15 +28,18 @@ from pipelines.core.contract import StageDir, file_input
 from pipelines.core.engine import make_pipeline, run_pipeline
 from pipelines.core.job import Context, Job
 from pipelines.core.progress import count_in
+from pipelines.core.spill import remove_folder
 from pipelines.core.tables import ReadTable, StageOutput, StageTables
 from pipelines.filters.base import apply_filters
 from pipelines.filters.chain import filter_chain
 from pipelines.filters.pii import PiiRedactor
+from pipelines.filters.quality_scores import QualityScorer, TopShare, top_share
 from schemas.config import EngineConfig, FilterConfig
 from schemas.document import reject_document
 
 STAGE = "filter"
 BATCH_SIZE = 256
+WORK_DIR = "work"  # documents waiting for a top share's cutoff (removed when the job ends)
 
 
 class FilterBatch(beam.DoFn):
@@ -46,9 +53,16 @@ class FilterBatch(beam.DoFn):
         for step in self.filters:
             step.setup()
         self.pii = PiiRedactor(self.config.pii) if self.config.pii.enabled else None
+        self.scorer = QualityScorer(self.config.quality_model) \
+            if self.config.quality_model.models else None
+        if self.scorer is not None:
+            self.scorer.setup()
 
     def process(self, batch: list[dict]):
-        for doc, rejection in apply_filters(batch, self.filters):
+        results = apply_filters(batch, self.filters)
+        if self.scorer is not None:
+            results = self.scorer.apply(results)
+        for doc, rejection in results:
             if rejection is not None:  # the filter counted it already
                 yield pvalue.TaggedOutput("rejected", reject_document(
                     STAGE, rejection.reason, doc, rejection.detail))
@@ -66,9 +80,11 @@ class FilterDocuments(beam.PTransform):
     """Documents -> `StageOutput`: the kept documents (labelled with language), and the
     dropped ones as rejects with their reasons."""
 
-    def __init__(self, config: FilterConfig, progress: str | None = None):
+    def __init__(self, config: FilterConfig, progress: str | None = None,
+                 work: str | None = None, memory_limit: int | None = None):
         super().__init__()
         self.config, self.progress = config, progress
+        self.work, self.memory_limit = work, memory_limit  # for a top share (`TopShare`)
 
     def expand(self, docs):
         out = (docs
@@ -76,15 +92,25 @@ class FilterDocuments(beam.PTransform):
                | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=BATCH_SIZE)
                | "Filter" >> beam.ParDo(FilterBatch(self.config))
                .with_outputs("rejected", main="documents"))
-        return StageOutput(out.documents, out.rejected)
+        kept, rejected = out.documents, out.rejected
+        top = top_share(self.config.quality_model)
+        if top is not None:
+            limit = {"memory_limit": self.memory_limit} if self.memory_limit else {}
+            kept, dropped = kept | "TopShare" >> TopShare(*top, work=self.work, **limit)
+            rejected = (rejected, dropped) | "AllRejected" >> beam.Flatten()
+        return StageOutput(kept, rejected)
 
 
 def build_filter(stage: StageDir, doc_urls: list[str], config: FilterConfig, num_shards: int,
                  engine: EngineConfig, progress: str | None = None) -> dict[str, int]:
     p = make_pipeline(engine)
-    out = p | "Read" >> ReadTable(doc_urls) | "Filter" >> FilterDocuments(config, progress)
+    work = stage.url(WORK_DIR)
+    out = p | "Read" >> ReadTable(doc_urls) | "Filter" >> FilterDocuments(
+        config, progress, work=work, memory_limit=engine.write_memory)
     StageTables(stage, engine).write(out, num_shards=num_shards)
-    return run_pipeline(p)
+    counters = run_pipeline(p)
+    remove_folder(work)
+    return counters
 
 
 def plan(ctx: Context) -> Job:
@@ -93,6 +119,8 @@ def plan(ctx: Context) -> Job:
     blocklist = config.filter.quality.url_blocklist
     if blocklist:  # its content, not only its path, decides what is dropped
         inputs.append(file_input(blocklist))
+    for name, path in config.filter.quality_model.paths().items():  # so do the models'
+        inputs.append(file_input(path, model=name))
     return Job(inputs=inputs, build=lambda st, pr: build_filter(
         st, ctx.upstream_urls, config.filter, config.shard.num_shards, config.engine,
         progress=pr.folder))
