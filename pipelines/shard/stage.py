@@ -11,7 +11,6 @@ into `diversity.json` beside `data/`, listed in the manifest like the data files
 from __future__ import annotations
 
 import apache_beam as beam
-import fsspec
 
 from pipelines.core.contract import DATA_DIR, StageDir, parquet_rows
 from pipelines.core.engine import make_pipeline, run_pipeline
@@ -21,9 +20,9 @@ from pipelines.core.tables import ReadTable, StageOutput, StageTables, split_emp
 from pipelines.dedup.tallies import language_tallies
 from pipelines.shard.diversity import REPORT, MeasureDiversity, write_report
 from schemas.config import EngineConfig, ShardConfig
-from schemas.manifest import Manifest
 
 STAGE = "shard"
+STAGES_UPSTREAM = "dedup"  # the stage it reads (pipelines.stages row)
 
 
 class ShardDocuments(beam.PTransform):
@@ -61,9 +60,10 @@ def count_corpus(stage: StageDir) -> int:
 
 def plan(ctx: Context) -> Job:
     config = ctx.config
-    # the upstream (dedup) stage's counts per snapshot and language, from its pinned manifest
-    with fsspec.open(ctx.upstream_inputs[0]["path"], "rb") as f:
-        tallies = language_tallies(Manifest.from_json(f.read()).metrics.counters)
+    # the upstream (dedup) stage's counts per snapshot and language, from its finished
+    # manifest (the pinned input names it by its path in the dataset root)
+    upstream = StageDir(ctx.root, STAGES_UPSTREAM).manifest()
+    tallies = language_tallies(upstream.metrics.counters)
     return Job(inputs=list(ctx.upstream_inputs), build=lambda st, pr: build_shard(
         st, ctx.upstream_urls, config.shard, config.engine, progress=pr.folder,
         tallies=tallies), count_out=count_corpus,
