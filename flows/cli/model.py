@@ -189,6 +189,16 @@ def cmd_export(args) -> int:
     return 0
 
 
+def model_arguments(parser) -> None:
+    """--checkpoint and --tokenizer, as generate and evaluate take them."""
+    parser.add_argument("--checkpoint", required=True, metavar="PATH",
+                        help="ckpt.pt, the training folder holding it, or a folder written by "
+                        "`corpus export`")
+    parser.add_argument("--tokenizer", metavar="PATH",
+                        help="the dataset's tokenizer.json (default: the one beside the "
+                        "checkpoint)")
+
+
 def register(sub, common) -> None:
     train = sub.add_parser("train", help="train a GPT on a finished dataset's token shards")
     train.add_argument("--dataset", required=True, help="dataset folder made by build or demo")
@@ -209,12 +219,7 @@ def register(sub, common) -> None:
 
     generate = sub.add_parser("generate", help="sample text from a trained model (ckpt.pt or an "
                               "exported folder)")
-    generate.add_argument("--checkpoint", required=True, metavar="PATH",
-                          help="ckpt.pt, the training folder holding it, or a folder written by "
-                          "`corpus export`")
-    generate.add_argument("--tokenizer", metavar="PATH",
-                          help="the dataset's tokenizer.json (default: the one beside the "
-                          "checkpoint)")
+    model_arguments(generate)
     generate.add_argument("--prompt", default="", metavar="TEXT",
                           help="text to continue (default: empty, a new document)")
     generate.add_argument("--max-new-tokens", type=positive_int, default=100, metavar="N",
@@ -235,12 +240,7 @@ def register(sub, common) -> None:
 
     evaluate = sub.add_parser("evaluate", help="score a model on held-out text (loss, bits per "
                               "byte) and multiple-choice tasks (acc, acc_norm)")
-    evaluate.add_argument("--checkpoint", required=True, metavar="PATH",
-                          help="ckpt.pt, the training folder holding it, or a folder written by "
-                          "`corpus export`")
-    evaluate.add_argument("--tokenizer", metavar="PATH",
-                          help="the dataset's tokenizer.json (default: the one beside the "
-                          "checkpoint)")
+    model_arguments(evaluate)
     evaluate.add_argument("--text", nargs="+", action="extend", default=[], metavar="PATH",
                           help="held-out documents: .txt (the file is one document), .jsonl or "
                           ".jsonl.gz (a \"text\" field a line), .parquet (a \"text\" column)")
