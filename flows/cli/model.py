@@ -76,17 +76,24 @@ def checked_device(name: str) -> str:
     return device
 
 
-def cmd_generate(args) -> int:
-    from trainer.generate import generate_text, load
+def load_checked(args, device: str):
+    """(model, tokenizer) of --checkpoint and --tokenizer; what is wrong with them is one line."""
+    from trainer.generate import load
     from trainer.hf import CheckpointError, MissingTokenizer
 
-    device = checked_device(args.device)
     try:
-        model, tokenizer = load(args.checkpoint, args.tokenizer, device=device)
+        return load(args.checkpoint, args.tokenizer, device=device)
     except MissingTokenizer as err:
         raise UserError(f"{err} with --tokenizer") from None
     except (FileNotFoundError, CheckpointError) as err:
         raise UserError(str(err)) from None
+
+
+def cmd_generate(args) -> int:
+    from trainer.generate import generate_text
+
+    device = checked_device(args.device)
+    model, tokenizer = load_checked(args, device)
     print(generate_text(model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens,
                         temperature=args.temperature, top_k=args.top_k, seed=args.seed,
                         device=device))
@@ -95,8 +102,6 @@ def cmd_generate(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from trainer.evaluate import evaluate_task, read_tasks, read_texts, text_loss
-    from trainer.generate import load
-    from trainer.hf import CheckpointError, MissingTokenizer
 
     if not args.text and not args.tasks:
         raise UserError("nothing to evaluate: give --text FILE and/or --tasks FILE")
@@ -106,12 +111,7 @@ def cmd_evaluate(args) -> int:
     except (OSError, ValueError) as err:
         raise UserError(str(err)) from None
     device = checked_device(args.device)
-    try:
-        model, tokenizer = load(args.checkpoint, args.tokenizer, device=device)
-    except MissingTokenizer as err:
-        raise UserError(f"{err} with --tokenizer") from None
-    except (FileNotFoundError, CheckpointError) as err:
-        raise UserError(str(err)) from None
+    model, tokenizer = load_checked(args, device)
     block = args.block_size or model.config.block_size
     if block > model.config.block_size:
         raise UserError(f"--block-size {block}: the model's context is "
