@@ -36,17 +36,8 @@ def _project(name: str | None) -> bool:
 def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
     """Project modules named by the imports of one file (`from a import b` counts a.b when b is a
     module, else a)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        names = []
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
-        for name in names:
-            if _project(name) and module_file(name, root) is not None:
-                found.add(name)
-    return found
+    names = _analysed(path.read_text(encoding="utf-8"))[0]
+    return {name for name in names if module_file(name, root) is not None}
 
 
 def closure(module: str, root: Path = ROOT) -> list[str]:
@@ -97,12 +88,28 @@ class _Canonical(ast.NodeTransformer):
 
 def source_digest(path: Path) -> str | None:
     """sha256 of what executes in one file (see the module docstring); None when nothing does."""
+    return _analysed(path.read_text(encoding="utf-8"))[1]
+
+
+@lru_cache(maxsize=512)
+def _analysed(source: str) -> tuple[tuple[str, ...], str | None]:
+    """(the project modules one source's imports name, its digest), from one parse. Keyed by the
+    text, so each file is parsed once per process however many stages' fingerprints read it."""
+    tree = ast.parse(source)
+    found = set()
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
+        found.update(name for name in names if _project(name))
     canonical = _Canonical()
-    tree = canonical.visit(ast.parse(path.read_text(encoding="utf-8")))
+    tree = canonical.visit(tree)
     if not tree.body and not canonical.bound:
-        return None
+        return tuple(sorted(found)), None
     text = ast.dump(tree, include_attributes=False) + "\n" + ",".join(sorted(canonical.bound))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return tuple(sorted(found)), hashlib.sha256(text.encode()).hexdigest()
 
 
 @lru_cache(maxsize=None)
