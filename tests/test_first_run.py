@@ -38,6 +38,9 @@ def test_first_run_on_real_crawls_is_clean(first_run):
     root, out = first_run
     logs = out.stdout + out.stderr
     assert "Traceback" not in logs and "| ERROR" not in logs, logs[-3000:]
+    # the temporary server the command started first (flows/temporary_server.py) ran the flow:
+    # Prefect started none of its own, and links to that UI-less server are not printed
+    assert "temporary server" not in logs and "View at" not in logs, logs[-3000:]
     table = out.stdout[out.stdout.index("stage "):]
     for stage in ("extract", "filter", "dedup", "shard", "tokenize"):
         assert f"{root / stage}" in table
