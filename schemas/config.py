@@ -28,8 +28,9 @@ def setting(default: Any = None, help: str = "", *, flag: str | None = None,
             **bounds) -> Any:
     """A setting: its default, a line of help, bounds (`ge`, `gt`, `le`, `lt`) and, when it has
     a command-line flag, the flag's name. `kind` says how the flag's text becomes the value:
-    "list" (comma-separated), "repeat" (the flag repeated), "path" (made absolute), "size"
-    (256MB, 2GiB). A flag of a yes/no setting sets the opposite of its default."""
+    "list" (comma-separated), "repeat" (the flag repeated), "path" (made absolute), "paths"
+    (one or more after the flag, or the flag repeated, each made absolute), "size" (256MB,
+    2GiB). A flag of a yes/no setting sets the opposite of its default."""
     extra = {k: v for k, v in (("flag", flag), ("metavar", metavar), ("kind", kind)) if v}
     if default_factory is not None:
         return Field(default_factory=default_factory, description=help,
@@ -433,9 +434,34 @@ class PiiConfig:
 
 
 @dataclass(frozen=True, config=SECTION)
+class DecontaminateConfig:
+    """Benchmark decontamination (`pipelines/filters/decontam.py`, README "Decontamination"): a
+    kept document sharing `min_matches` word n-grams with the evaluation items of `paths` is a
+    `contaminated` reject. Off without paths."""
+
+    paths: tuple[str, ...] = setting(
+        (), "evaluation items to keep out of the corpus: JSON Lines, Parquet or plain text files "
+        "(each a record, a row, or a block between blank lines)", flag="--decontaminate",
+        metavar="PATH", kind="paths")
+    fields: tuple[str, ...] = setting(
+        (), "comma-separated fields of a JSONL/Parquet item that hold its text (default: every "
+        "string field, and the strings of lists)", flag="--decontaminate-field",
+        metavar="LIST", kind="list")
+    id_field: str = setting("id", "an item's field named in a reject's detail, when it has it")
+    ngram: int = setting(13, "words per n-gram (a Chinese or Japanese character counts 1/1.7 of "
+                         "a word, hangul 1/3.1, Thai 1/4.8: 23, 41 and 63 characters at 13)",
+                         flag="--decontaminate-ngram", metavar="N", ge=1)
+    min_matches: int = setting(1, "distinct shared n-grams that make a document contaminated",
+                               flag="--decontaminate-min", metavar="N", ge=1)
+    max_ngrams: int = setting(10_000_000, "distinct n-grams the eval set may hold (12 bytes "
+                              "each, in every worker)", flag="--decontaminate-max-ngrams",
+                              metavar="N", ge=1)
+
+
+@dataclass(frozen=True, config=SECTION)
 class FilterConfig:
-    """Language ID, then the language keep-list, quality filters, quality scores and PII
-    replacement. An empty keep-list keeps every language."""
+    """Language ID, then the language keep-list, quality filters, decontamination, quality
+    scores and PII replacement. An empty keep-list keeps every language."""
 
     langs: tuple[str, ...] = setting((), "comma-separated ISO 639 codes of the languages to "
                                      "keep, e.g. en,de (default: keep all, label each)",
@@ -445,6 +471,7 @@ class FilterConfig:
     langid: LangIdConfig = section(LangIdConfig)
     quality: QualityConfig = section(QualityConfig)
     quality_model: QualityModelConfig = section(QualityModelConfig)
+    decontaminate: DecontaminateConfig = section(DecontaminateConfig)
     pii: PiiConfig = section(PiiConfig)
 
 

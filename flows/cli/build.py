@@ -3,8 +3,8 @@ from your files, or from a crawl of seed URLs; each runs the `corpus-build` flow
 
 Everything a user can get wrong is checked before the flow starts (one line, exit 2): the inputs
 (each a readable format, none inside the output), the language codes and models, the quality
-models, the Beam runner, a supplied tokenizer, the seeds, the output folder (writable, not
-another dataset's, not in use).
+models, the decontamination eval files, the Beam runner, a supplied tokenizer, the seeds, the
+output folder (writable, not another dataset's, not in use).
 """
 
 from __future__ import annotations
@@ -131,6 +131,22 @@ def check_quality(config: PipelineConfig) -> None:
         check_rules_off(config.filter.quality)
     except ValueError as err:
         raise UserError(f"--rules-off: {err}") from None
+    check_decontamination(config)
+
+
+def check_decontamination(config: PipelineConfig) -> None:
+    """Build the eval set of --decontaminate once now: a missing or malformed eval file, or a
+    set over --decontaminate-max-ngrams, is one line before anything runs (the filter stage
+    builds it again, in its driver, for its workers). Says what the set holds."""
+    if not config.filter.decontaminate.paths:
+        return
+    from pipelines.filters.decontam import DecontaminationError, build_eval_set, describe_set
+
+    try:
+        eval_set = build_eval_set(config.filter.decontaminate)
+    except DecontaminationError as err:
+        raise UserError(f"--decontaminate: {err}") from None
+    print(describe_set(eval_set), file=sys.stderr)
 
 
 def run_flow(root: str, config: PipelineConfig, **kwargs) -> dict:

@@ -29,7 +29,8 @@ FLAG_TYPES = {"--beam-option": beam_option, "--quality-model": named_path}
 ENGINE = ("engine",)
 CRAWL = ("crawl",)
 DOCUMENTS = ("read", "extract", "filter", "filter.langid", "filter.quality",
-             "filter.quality_model", "filter.pii", "dedup", "shard", "tokenize")
+             "filter.quality_model", "filter.decontaminate", "filter.pii", "dedup", "shard",
+             "tokenize")
 TRAIN = ("train",)
 EVERY = ("", *ENGINE, *CRAWL, *DOCUMENTS, *TRAIN)
 
@@ -147,6 +148,8 @@ def add_settings(parser, sections: tuple[str, ...]) -> None:
             if kind == "repeat":
                 options.update(action="append", type=FLAG_TYPES.get(extra["flag"],
                                                                   parser_of(info, None, base)))
+            elif kind == "paths":
+                options.update(nargs="+", action="extend", type=parser_of(info, "path", base))
             elif kind == "list":
                 options.update(type=lambda text: [x.strip() for x in text.split(",")
                                                   if x.strip()])
