@@ -445,7 +445,7 @@ class DecontaminateConfig:
         metavar="PATH", kind="paths")
     fields: tuple[str, ...] = setting(
         (), "comma-separated fields of a JSONL/Parquet item that hold its text (default: every "
-        "string field, and the strings of lists)", flag="--decontaminate-field",
+        "string field but the id, and the strings of lists)", flag="--decontaminate-field",
         metavar="LIST", kind="list")
     id_field: str = setting("id", "an item's field named in a reject's detail, when it has it")
     ngram: int = setting(13, "words per n-gram (a Chinese or Japanese character counts 1/1.7 of "

@@ -23,9 +23,9 @@ worker loads it once in `DoFn.setup` (`Decontaminator.setup`): never pickled int
 where a 100 MB array would travel with the pipeline's description.
 
 **Items.** A JSON Lines (plain, gzip, zstd) record or a Parquet row is one item, its texts the
-fields named in `fields` (dotted names reach into objects), by default every string field (and
-the strings of a list, as a question's choices); an item is named by file and line (JSONL,
-1-based) or row (Parquet, 0-based), with its `id_field` when it has one. A plain text file's
+fields named in `fields` (dotted names reach into objects), by default every string field but
+its id (and the strings of a list, as a question's choices); an item is named by file and line
+(JSONL, 1-based) or row (Parquet, 0-based), with its `id_field` when it has one. A plain text file's
 blocks between blank lines are texts (an n-gram may cross a line break inside a block, as a
 wrapped passage needs), each n-gram named by the line it starts on. A missing, unreadable or
 malformed file, a web archive, a field no record has, or a file without any item is a
@@ -178,10 +178,11 @@ def file_kind(path: str) -> str:
     return "text"
 
 
-def record_texts(record: dict, fields: tuple[str, ...]) -> list[str]:
+def record_texts(record: dict, fields: tuple[str, ...], id_field: str = "") -> list[str]:
     """The texts of a record: the fields named (dotted names reach into objects), else every
-    string field; a list's strings are texts too."""
-    values = [lookup(record, f)[0] for f in fields] if fields else list(record.values())
+    string field but the id; a list's strings are texts too."""
+    values = [lookup(record, f)[0] for f in fields] if fields else \
+        [v for k, v in record.items() if k != id_field]
     out: list[str] = []
     for value in values:
         if isinstance(value, str):
@@ -247,7 +248,7 @@ def _jsonl_texts(path: str, source: int, config: DecontaminateConfig) -> Iterato
             records += 1
             seen.update(f for f in config.fields if lookup(record, f)[0] is not None)
             item_id = _item_id(record, config.id_field)
-            for text in record_texts(record, config.fields):
+            for text in record_texts(record, config.fields, config.id_field):
                 yield EvalText(text, source, number, item_id)
     _check_fields(path, config.fields, seen, records)
 
@@ -266,7 +267,7 @@ def _parquet_texts(path: str, source: int, config: DecontaminateConfig) -> Itera
             for batch in pf.iter_batches(batch_size=1024):
                 for record in batch.to_pylist():
                     item_id = _item_id(record, config.id_field)
-                    for text in record_texts(record, config.fields):
+                    for text in record_texts(record, config.fields, config.id_field):
                         yield EvalText(text, source, row, item_id)
                     row += 1
         except (pa.ArrowException, ValueError) as err:
