@@ -3,9 +3,10 @@ and without it, on real text. Documents: twelve-sentence documents of all 75 lan
 ../shared/data/langid (as bench/quality_speed.py); eval items: the 7,222 blocks of
 tinyshakespeare (one text file) and 3 sentences of each language (a JSONL file: 225 items, so
 that about 7% of the documents are contaminated and the reject path runs too). The steps run in
-this process, one core, best of N passes (CPU time; the chain with and without decontamination alternated); then the real Beam filter stage
-(`build_filter`, one in-process worker, wall time, one run each). A set at the size bound
-(10,000,000 random n-grams) shows what the bound costs to load and to look up. Prints tables.
+this process, one core, best of N passes (CPU time; the chain with and without decontamination
+alternated); then the real Beam filter stage (`build_filter`, one in-process worker, wall time,
+one run each). A set at the size bound (10,000,000 random n-grams) shows what the bound costs
+to load and to look up. Prints tables.
 
     .venv/bin/python bench/decontam_speed.py [--repeat 3]
 """
