@@ -14,7 +14,7 @@ import sys
 from dataclasses import replace
 
 from flows.cli.common import EmptyCorpus, UserError, empty_corpus_message, print_summary
-from flows.cli.options import CRAWL, DOCUMENTS, ENGINE, TRAIN, config_from
+from flows.cli.options import CRAWL, DOCUMENTS, ENGINE, PROXY, TRAIN, config_from
 from flows.dataset_root import DatasetRoot, crawl_identity, inside, is_url, normalize_root
 from schemas.config import LangIdConfig, PipelineConfig, ReadConfig
 
@@ -286,7 +286,7 @@ def register(sub, common) -> None:
     build.add_argument("--crawl", action="store_true",
                        help="crawl --seeds / --seeds-file first instead of reading --input")
     add_seed_args(build)
-    common(build, ("",) + DOCUMENTS + CRAWL + ENGINE + TRAIN, cmd_build, output=True)
+    common(build, ("",) + DOCUMENTS + CRAWL + ENGINE + TRAIN + PROXY, cmd_build, output=True)
 
     crawl = sub.add_parser("crawl", help="crawl seed URLs politely into WARC files (the flow's "
                            "scrape stage alone); again into the same folder: a refresh")

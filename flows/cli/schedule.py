@@ -17,11 +17,11 @@ import sys
 from flows import interrupt
 from flows.cli.build import add_seed_args, crawl_config, read_seeds
 from flows.cli.common import EmptyCorpus, UserError, positive_float, print_summary
-from flows.cli.options import CRAWL, DOCUMENTS, ENGINE, TRAIN, config_from
+from flows.cli.options import CRAWL, DOCUMENTS, ENGINE, PROXY, TRAIN, config_from
 from flows.dataset_root import DatasetRoot, normalize_root
 from schemas.config import PipelineConfig
 
-FLOW = CRAWL + DOCUMENTS + ENGINE + TRAIN  # a refresh runs the whole flow
+FLOW = CRAWL + DOCUMENTS + ENGINE + TRAIN + PROXY  # a refresh runs the whole flow
 
 
 def refresh_config(args) -> PipelineConfig:
