@@ -52,10 +52,11 @@ def proxy_recipe(train: TrainConfig, tokens: int, seed_offset: int = 0) -> Train
     if tokens:
         if tokens % per_step:
             low = tokens // per_step * per_step
+            near = " or ".join(f"{n:,}" for n in (low, low + per_step) if n)
             raise BudgetError(
                 f"--tokens {tokens:,} is not a whole number of steps of {per_step:,} tokens "
                 f"(batch {train.batch_size} x block {train.block_size} x processes, or "
-                f"global_batch_tokens): use {max(low, per_step):,} or {low + per_step:,}")
+                f"global_batch_tokens): use {near}")
         steps = tokens // per_step
     else:
         steps = train.steps

@@ -133,6 +133,29 @@ def check_quality(config: PipelineConfig) -> None:
         raise UserError(f"--rules-off: {err}") from None
 
 
+def check_proxy(config: PipelineConfig, output: str) -> None:
+    """With --proxy-eval: a local dataset (training reads memmaps), a budget of whole steps and
+    a readable --proxy-eval-set, or one line."""
+    proxy = config.ablate.proxy
+    if not proxy.enabled:
+        return
+    from flows.proxy import BudgetError, proxy_recipe
+    from trainer.evaluate import read_texts
+
+    if is_url(normalize_root(output)):
+        raise UserError("--proxy-eval trains on token shards with numpy.memmap: give a local "
+                        "--output")
+    try:
+        proxy_recipe(config.train, proxy.tokens)
+    except BudgetError as err:
+        raise UserError(str(err).replace("--tokens", "--proxy-tokens")) from None
+    if proxy.eval_set:
+        try:
+            read_texts(proxy.eval_set)
+        except (OSError, ValueError) as err:
+            raise UserError(f"--proxy-eval-set {err}") from None
+
+
 def run_flow(root: str, config: PipelineConfig, **kwargs) -> dict:
     """The `corpus-build` flow, its summary printed; an empty corpus is `EmptyCorpus`."""
     from flows.build_flow import corpus_build
@@ -189,6 +212,7 @@ def cmd_build(args) -> int:
     config = memory_engine(check_language_id(config), inputs + [output])
     check_engine(config)
     check_tokenizer(config)
+    check_proxy(config, output)
     root = DatasetRoot(output)
     if args.train and not root.local:
         raise UserError("--train reads token shards with numpy.memmap from a local folder; "
@@ -236,6 +260,7 @@ def crawl_flow(args, output: str, command: str) -> int:
     """`corpus crawl`, or `corpus build --crawl`: the flow from seed URLs."""
     seeds = read_seeds(args)
     config = crawl_config(args, seeds)
+    check_proxy(config, output)
     train = getattr(args, "train", False)
     root = DatasetRoot(output)
     with root.lock(command):
