@@ -64,8 +64,9 @@ from trainer.evaluate import read_tasks, read_texts
 
 ARMS_DIR, HELDOUT_DIR, TOKENIZER_STAGE, RESULT_FILE, CHART_FILE = ABLATION
 HELDOUT_SET = "heldout"  # the name of the default evaluation set
-# What an arm may not change: every proxy model has the same recipe, budget and evaluation.
-COMMON_ONLY = ("train", "ablate", "engine", "seed")
+# What an arm may not change: every proxy model has the same recipe, budget, evaluation and
+# tokenizer (and the split and shuffle of the seed).
+COMMON_ONLY = ("train", "ablate", "engine", "seed", "tokenize")
 
 
 class AblationError(ValueError):
@@ -97,8 +98,8 @@ def check_arm(name: str, data: dict) -> None:
     fixed = [key for key in COMMON_ONLY if key in data]
     if fixed:
         raise AblationError(f"arm {name!r} sets {', '.join(fixed)}: every arm trains the same "
-                            f"proxy model with the same budget and seed; give such settings "
-                            f"for all arms (before the first --arm, or as flags)")
+                            f"proxy model with the same budget, seed and tokenizer; give such "
+                            f"settings for all arms (before the first --arm, or as flags)")
 
 
 def arm_stage(name: str, arm: str, root: str, config, inputs: list[str] | None,
