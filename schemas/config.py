@@ -302,6 +302,9 @@ class QualityConfig:
     single rules by reason); the filter classes hold none of their own. The language lists
     apply to several rule sets."""
 
+    enabled: bool = setting(True, "the quality rules (length, letters, Gopher, C4, FineWeb); "
+                            "off, only language ID, the URL blocklist and quality scores drop "
+                            "documents (an ablation's raw arm)", flag="--no-quality-filters")
     min_chars: int = setting(200, "documents shorter than this are too_short", ge=0)
     min_alpha_ratio: float = setting(0.6, "letters and marks (Unicode L*, M*) among non-space "
                                      "characters, at least", ge=0, le=1)
@@ -486,6 +489,9 @@ class DedupConfig:
     "none" to trust the band collision). Duplicates are joined into clusters (connected
     components); one document per cluster is kept (`keep`)."""
 
+    enabled: bool = setting(True, "remove exact and near duplicates; off, the stage keeps "
+                            "every document with text (dup_count 1; an ablation's arm without "
+                            "dedup)", flag="--no-dedup")
     bands: int = setting(14, "LSH bands", flag="--dedup-bands", metavar="B", ge=1)
     rows: int = setting(8, "signature values per band; signatures have B x R values",
                         flag="--dedup-rows", metavar="R", ge=1)
@@ -671,6 +677,46 @@ class TrainConfig:
 
 
 @dataclass(frozen=True, config=SECTION)
+class ProxyEvalConfig:
+    """A proxy model trained on each published snapshot (`corpus serve --proxy-eval`, the
+    refresh flow, `corpus build`): the train settings' model and schedule on a fixed token
+    budget, scored on the dataset's fixed evaluation set, so the trend shows held-out bits per
+    byte run over run (README, Ablations)."""
+
+    enabled: bool = setting(False, "train a proxy model on the snapshot and score it on the "
+                            "dataset's fixed evaluation set (the trend's proxy bits per byte)",
+                            flag="--proxy-eval")
+    tokens: int = setting(0, "tokens the proxy model trains on, exactly (0: the train settings' "
+                          "steps x tokens per step)", flag="--proxy-tokens", metavar="N", ge=0)
+    eval_set: str = setting("", "the fixed evaluation set (.txt, .jsonl, .parquet; default: "
+                            "frozen at the first proxy evaluation from that snapshot's "
+                            "validation documents, proxy_eval/eval-set.jsonl)",
+                            flag="--proxy-eval-set", metavar="PATH", kind="path")
+
+
+@dataclass(frozen=True, config=SECTION)
+class AblateConfig:
+    """How `corpus ablate` compares recipes: equal-token proxy models, one per arm and seed, on
+    one evaluation set (FineWeb's and DCLM's method; README, Ablations)."""
+
+    tokens: int = setting(0, "tokens each proxy model trains on, exactly: a multiple of the "
+                          "tokens per step (0: the train settings' steps x tokens per step)",
+                          flag="--tokens", metavar="N", ge=0)
+    seeds: int = setting(2, "proxy models per arm, with the train seed, seed + 1, ...: their "
+                         "spread says what a difference between arms is worth", flag="--seeds",
+                         metavar="K", ge=1)
+    holdout: float = setting(0.05, "share of the raw input records set aside by id hash before "
+                             "any stage, excluded from every arm, as the held-out text "
+                             "(without --eval)", flag="--holdout", metavar="F", ge=0, lt=1)
+    eval_documents: int = setting(2000, "held-out documents scored at most (those of smallest "
+                                  "id hash; 0: all)", ge=0)
+    tokenizer_documents: int = setting(20000, "documents of each distinct corpus in the shared "
+                                       "tokenizer's sample at most (smallest seeded id hash; "
+                                       "0: all)", ge=0)
+    proxy: ProxyEvalConfig = section(ProxyEvalConfig)
+
+
+@dataclass(frozen=True, config=SECTION)
 class PipelineConfig:
     snapshot: str = setting("local", "name of this build's snapshot: recorded in every "
                             "document, and the name under which its documents join the "
@@ -685,6 +731,7 @@ class PipelineConfig:
     shard: ShardConfig = section(ShardConfig)
     tokenize: TokenizeConfig = section(TokenizeConfig)
     train: TrainConfig = section(TrainConfig)
+    ablate: AblateConfig = section(AblateConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)

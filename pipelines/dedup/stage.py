@@ -69,6 +69,7 @@ from pipelines.dedup.index import (
     signature_matrix,
     take_rows,
 )
+from pipelines.dedup.keep_all import build_keep_all
 from pipelines.dedup.minhash import MinHasher, estimated_jaccard, exact_jaccard, shingle_hashes
 from schemas.config import DedupConfig, EngineConfig
 from schemas.dedup import BAND_SCHEMA, SIGNATURE_SCHEMA
@@ -920,8 +921,11 @@ def clean_work(stage: StageDir) -> None:
 def plan(ctx: Context) -> Job:
     """Dedup the filtered documents; with `dedup.index` (the default) also against the
     snapshots published before this one under the root, then publish this snapshot's kept
-    documents to the index."""
+    documents to the index. With `dedup.enabled = false`, keep every document with text."""
     config = ctx.config
+    if not config.dedup.enabled:  # every document kept, nothing indexed (`keep_all`)
+        return Job(inputs=list(ctx.upstream_inputs), build=lambda st, pr: build_keep_all(
+            st, ctx.upstream_urls, config.shard.num_shards, config.engine, progress=pr.folder))
     index = IndexDir(ctx.root) if config.dedup.index else None
     inputs = list(ctx.upstream_inputs)
     if index is not None:
