@@ -469,9 +469,15 @@ class DedupConfig:
                                 flag="--dedup-shingle", metavar="N", ge=1)
     threshold: float = setting(0.79, "similarity (0..1) from which two documents are "
                                "duplicates", flag="--dedup-threshold", metavar="J", ge=0, le=1)
-    verify: Literal["estimate", "exact", "none"] = setting(
-        "estimate", "how a candidate pair is checked: estimate (from the signatures), exact "
-        "(shingle sets: slower, no estimation error) or none", flag="--dedup-verify")
+    verify: Literal["estimate", "band", "exact", "none"] = setting(
+        "estimate", "how a candidate pair is checked: estimate (from the signatures), band (the "
+        "estimate, and the exact Jaccard of the texts where the estimate is within verify_band "
+        "of the threshold), exact (shingle sets kept for every document: slower, no estimation "
+        "error) or none", flag="--dedup-verify")
+    verify_band: float = setting(
+        0.1, "with verify band: a candidate pair whose estimated similarity is within this of "
+        "the threshold is decided by its exact Jaccard (0.1 is 4 standard deviations of the "
+        "estimate at 256 values)", flag="--dedup-verify-band", metavar="D", ge=0, le=1)
     keep: Literal["smallest_id", "earliest_fetch", "longest_text", "domain_priority"] = setting(
         "smallest_id", "which document of a duplicate cluster stays (ties by id)",
         flag="--dedup-keep")
