@@ -4,6 +4,7 @@ decides there; the same bytes with 1 and 2 worker processes; pairs with an earli
 document fall back to the estimate when the index holds no shingles."""
 
 import random
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -97,22 +98,43 @@ def test_take_texts_reads_rows_in_the_order_asked_across_row_groups(tmp_path):
     assert take_texts(str(path), []) == []
 
 
+def snapshot_run(root: str, docs: list[dict], snapshot: str, dedup_settings: dict):
+    """The dedup stage of `snapshot` on `docs` (as the filter stage's output) under `root`: its
+    result and rejected rows by id."""
+    filter_stage(root, docs)
+    config = PipelineConfig.from_dict({
+        "snapshot": snapshot, "engine": {"running_mode": "in_memory", "workers": 1},
+        "dedup": dedup_settings})
+    result = job.run("dedup", root, config)
+    rejected = {r["id"]: r for p in (Path(root) / "dedup" / "rejected").glob("*.parquet")
+                for r in pq.read_table(p).to_pylist()}
+    return result, rejected
+
+
 def test_a_doubtful_pair_with_an_earlier_snapshot_falls_back_to_the_estimate(tmp_path):
     """The index holds no texts (nor shingles unless written with verify=exact): a pair across
     snapshots is decided by its estimate, and counted as doubtful but not checked."""
     docs, _pairs = flip_docs()
     by_id = {d["id"]: d for d in docs}
     root = str(tmp_path / "dataset")
-    results = {}
-    for snapshot, ids in (("2024-01", ["fn1", "fp1"]), ("2024-02", ["fn2", "fp2"])):
-        filter_stage(root, [by_id[i] for i in ids])
-        config = PipelineConfig.from_dict({
-            "snapshot": snapshot, "engine": {"running_mode": "in_memory", "workers": 1},
-            "dedup": {"verify": "band", "threshold": 0.8, "verify_band": 0.1}})
-        results[snapshot] = job.run("dedup", root, config)
-    rejected = {r["id"]: r for p in (tmp_path / "dataset" / "dedup" / "rejected").glob("*.parquet")
-                for r in pq.read_table(p).to_pylist()}
+    settings = {"verify": "band", "threshold": 0.8, "verify_band": 0.1}
+    snapshot_run(root, [by_id["fn1"], by_id["fp1"]], "2024-01", settings)
+    result, rejected = snapshot_run(root, [by_id["fn2"], by_id["fp2"]], "2024-02", settings)
     assert set(rejected) == {"fp2"}  # as the estimate says: fp2 removed, fn2 kept
     assert rejected["fp2"]["reason"] == "duplicate_of"
-    counters = results["2024-02"].manifest.metrics.counters
+    counters = result.manifest.metrics.counters
     assert counters["dedup/doubtful_edges"] == 2 and "dedup/exact_checked_edges" not in counters
+
+
+def test_a_snapshot_indexed_with_fewer_bands_is_compared_on_the_bands_it_has(tmp_path):
+    """An index written with 14 bands (the default before) read by a build with 20."""
+    root = str(tmp_path / "dataset")
+    docs, truth = planted(n_unique=8, seed=5)
+    first = [d for d in docs if d["id"].startswith("u")]
+    snapshot_run(root, first, "2024-01", {"bands": 14})
+    assert len(list((Path(root) / "dedup_index" / "2024-01" / "bands").iterdir())) == 14
+    copies = [dict(d, id="n-" + d["id"]) for d in docs if d["id"] in truth]
+    _, rejected = snapshot_run(root, copies, "2024-02", {"bands": 20})
+    assert {i: r["related_id"] for i, r in rejected.items()} == {
+        "n-" + c: o for c, o in truth.items()}
+    assert {r["reason"] for r in rejected.values()} == {"duplicate_of"}

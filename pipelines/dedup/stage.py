@@ -558,8 +558,9 @@ def index_parts(index: IndexDir | None, snapshot: str, bands: int) -> list[tuple
         return []
     parts = []
     for snap in index.earlier(snapshot):
+        held = snap.bands_held(index.fs)
         for docs in snap.docs_urls(index.fs):
-            parts.append((docs, [snap.band_url(b, docs) for b in range(bands)]))
+            parts.append((docs, [snap.band_url(b, docs) for b in range(bands) if b in held]))
     return parts
 
 
