@@ -64,6 +64,8 @@ SETTINGS: dict[str, dict] = {
     "band 0.05, 0.80": {**BEFORE, "threshold": 0.8, "verify": "band", "verify_band": 0.05},
     "band 0.10, 0.80": {**BEFORE, "threshold": 0.8, "verify": "band", "verify_band": 0.1},
     "band 0.15, 0.80": {**BEFORE, "threshold": 0.8, "verify": "band", "verify_band": 0.15},
+    "estimate 0.80, 20x8": {**BEFORE, "threshold": 0.8, "bands": 20},
+    "exact 0.80, 20x8": {**BEFORE, "threshold": 0.8, "verify": "exact", "bands": 20},
     "band 0.10, 0.80, 20x8": {**BEFORE, "threshold": 0.8, "verify": "band", "verify_band": 0.1,
                               "bands": 20},
     "band 0.10, 0.80, 25x8": {**BEFORE, "threshold": 0.8, "verify": "band", "verify_band": 0.1,
@@ -71,8 +73,8 @@ SETTINGS: dict[str, dict] = {
     "band 0.10, 0.80, 21x7": {**BEFORE, "threshold": 0.8, "verify": "band", "verify_band": 0.1,
                               "bands": 21, "rows": 7},
 }
-COUNTERS = ("candidate_edges", "verified_edges", "refused_edges", "exact_checked_edges",
-            "exact_changed_edges")
+COUNTERS = ("candidate_edges", "verified_edges", "refused_edges", "doubtful_edges",
+            "exact_checked_edges", "exact_flipped_edges")
 
 
 def heldout_dir(work: Path, docs: int, seed: int, files: int) -> Path:
