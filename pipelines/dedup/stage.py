@@ -65,6 +65,7 @@ from pipelines.core.spill import remove_folder
 from pipelines.core.tables import StageOutput, StageTables
 from pipelines.dedup import components, tallies
 from pipelines.dedup.index import IndexDir, read_table_rows, signature_matrix, take_rows
+from pipelines.dedup.keep_all import build_keep_all
 from pipelines.dedup.minhash import MinHasher, estimated_jaccard, shingle_hashes
 from pipelines.dedup.verify import VerifyCandidates
 from pipelines.dedup.work import (
@@ -737,8 +738,11 @@ def clean_work(stage: StageDir) -> None:
 def plan(ctx: Context) -> Job:
     """Dedup the filtered documents; with `dedup.index` (the default) also against the
     snapshots published before this one under the root, then publish this snapshot's kept
-    documents to the index."""
+    documents to the index. With `dedup.enabled = false`, keep every document with text."""
     config = ctx.config
+    if not config.dedup.enabled:  # every document kept, nothing indexed (`keep_all`)
+        return Job(inputs=list(ctx.upstream_inputs), build=lambda st, pr: build_keep_all(
+            st, ctx.upstream_urls, config.shard.num_shards, config.engine, progress=pr.folder))
     index = IndexDir(ctx.root) if config.dedup.index else None
     inputs = list(ctx.upstream_inputs)
     if index is not None:
