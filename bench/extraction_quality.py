@@ -1,4 +1,4 @@
-"""Extraction quality and speed of trafilatura settings, and a profile of our extraction.
+"""Extraction quality and speed of trafilatura and resiliparse, and a profile of our extraction.
 
     .venv/bin/python bench/extraction_quality.py [--quality-only] [--records 1200]
         [--stage-workers 1,2] [--top 25]
@@ -20,7 +20,11 @@
 
 Settings: "pipeline" is `pipelines.extract.html.extract_page` with the extract stage's defaults
 (`ExtractConfig`: balanced mode, no fallback extractors, metadata from `pipelines/extract/page_meta.py`),
-exactly what the stage's child process runs; "pipeline, ..." changes one of them. "ours" is the
+exactly what the stage's child process runs; "pipeline, ..." changes one of them ("--extractor
+resiliparse": resiliparse 2.0's `extract_plain_text(tree, main_content=True)` and the same
+metadata rules on its lexbor tree). "resiliparse text alone" rows are
+`extract_plain_text(HTMLTree.parse(html), main_content=True, ...)` without metadata (what the
+metadata costs, and how its options score), on the same decoded pages. "ours" is the
 earlier call, `bare_extraction(favor_precision=True, with_metadata=True, include_comments=False,
 include_tables=False)` (trafilatura's own metadata), and the rows after it change one thing (or
 two). "datatrove" is what datatrove's Trafilatura step calls: `extract(
@@ -60,6 +64,15 @@ SETTINGS: list[tuple[str, dict]] = [
     ("pipeline: extract_page, the extract stage's defaults", {"pipeline": True}),
     ("pipeline, fast=False (--extract-fallbacks)", {"pipeline": True, "fast": False}),
     ("pipeline, favor_precision=True", {"pipeline": True, "favor_precision": True}),
+    ("pipeline: extract_page, --extractor resiliparse", {"pipeline": True,
+                                                         "extractor": "resiliparse"}),
+    ("resiliparse text alone, its defaults (DCLM's call)", {"resiliparse": {}}),
+    ("resiliparse text alone, comments=False", {"resiliparse": {"comments": False}}),
+    ("resiliparse text alone, alt_texts=False", {"resiliparse": {"alt_texts": False}}),
+    ("resiliparse text alone, comments=False, alt_texts=False (the pipeline's call)",
+     {"resiliparse": {"comments": False, "alt_texts": False}}),
+    ("resiliparse text alone, ... and post_meta=False",
+     {"resiliparse": {"comments": False, "alt_texts": False, "post_meta": False}}),
     ("ours", OURS),
     ("ours, fast=True", {**OURS, "fast": True}),
     ("ours, with_metadata=False", {**OURS, "with_metadata": False}),
@@ -144,6 +157,17 @@ def make_extractor(options: dict):
                 return "", None, None
             return result["text"], result["title"], result["date"]
         return run
+    if "resiliparse" in options:  # resiliparse's main-content text with these options
+        from resiliparse.extract.html2text import extract_plain_text
+        from resiliparse.parse.html import HTMLTree
+
+        kwargs = options.pop("resiliparse")
+
+        def run(body, url, content_type):
+            html = decode(body, content_type)[0] if decode else body.decode("utf-8", "replace")
+            return extract_plain_text(HTMLTree.parse(html), main_content=True, **kwargs), \
+                None, None
+        return run
     if options.pop("datatrove", False):
         def run(body, url, content_type):
             try:
@@ -223,7 +247,13 @@ def quality(data: Path, repeat: int) -> list[dict]:
 def print_quality(rows: list[dict]) -> None:
     import trafilatura
 
-    print(f"extraction quality: trafilatura {trafilatura.__version__}, "
+    try:
+        from importlib.metadata import version
+
+        resiliparse = f", resiliparse {version('resiliparse')}"
+    except Exception:
+        resiliparse = ""
+    print(f"extraction quality: trafilatura {trafilatura.__version__}{resiliparse}, "
           f"{rows[0]['pages']} pages of ../shared/data/extraction, "
           f"decoding: {'pipelines.extract.html.decode_html' if decoder() else 'trafilatura'}")
     print()

@@ -99,6 +99,55 @@ def test_real_crawls_every_html_record_is_a_document_or_a_reason():
                     label="filter-accounting")
 
 
+def test_both_extractors_turn_the_same_real_pages_into_documents(tmp_path):
+    """`--extractor resiliparse` against the default on the same real crawls and bad pages: the
+    same pages become documents, with the same metadata columns; the same bad pages are the
+    same counted rejects (the size cap and the time limit apply to both)."""
+    files = sorted(str(p) for p in shared("warc").glob("*.warc.gz"))
+    bad = write_warc(tmp_path / "bad.warc.gz", [
+        ("http://bad.test/empty", 200, "text/html", b"<html><body><script>x()</script></body>"),
+        ("http://bad.test/binary", 200, "text/html", b"\x00\x9f\xff binary bytes" * 100),
+        ("http://bad.test/huge", 200, "text/html", page_html("Huge", "Big words here.", 60_000)),
+        ("http://bad.test/gone", 410, "text/html", b"<html><body>Gone</body></html>"),
+    ])
+    expected = sum(page_records(f) for f in files) + 4
+    read = ReadConfig(max_record_bytes=2_000_000)
+    with fn_api_pipeline() as p:
+        inputs = p | beam.Create(files + [bad])
+        outs = {name: inputs | name >> ExtractDocuments(ExtractConfig(extractor=name), "real",
+                                                        read)
+                for name in ("trafilatura", "resiliparse")}
+        rows = [(out.kept | f"Docs{name}" >> beam.Map(
+                    lambda d, n=name: (n, "doc", d["url"], d["title"], d["date"], d["sitename"],
+                                       len(d["text"]), d["source_offset"])),
+                 out.rejected | f"Rej{name}" >> beam.Map(
+                    lambda r, n=name: (n, "rejected", r["url"], r["reason"])))
+                for name, out in outs.items()]
+        both = [pc for pair in rows for pc in pair] | beam.Flatten()
+
+        def check(found):
+            by = {n: [r for r in found if r[0] == n] for n in outs}
+            for name, got in by.items():
+                assert len(got) == expected, (name, len(got), expected)  # a doc or a reason
+                reasons = {r[2]: r[3] for r in got if r[1] == "rejected"}
+                assert {u: reasons.get(u) for u in ("http://bad.test/empty",
+                        "http://bad.test/binary", "http://bad.test/huge",
+                        "http://bad.test/gone")} == {
+                    "http://bad.test/empty": "no_text", "http://bad.test/binary": "no_text",
+                    "http://bad.test/huge": "too_large", "http://bad.test/gone": "http_410"}
+            docs = {n: sorted(r[2:] for r in got if r[1] == "doc") for n, got in by.items()}
+            assert len(docs["trafilatura"]) >= 30
+            # the same pages, the same title, date and site name, each with text of its own
+            assert [d[:4] + d[5:] for d in docs["resiliparse"]] == \
+                [d[:4] + d[5:] for d in docs["trafilatura"]]
+            assert all(d[4] > 0 for ds in docs.values() for d in ds)
+            assert sum(bool(d[1]) for d in docs["resiliparse"]) >= 30  # titles filled
+            assert sum(bool(d[2]) for d in docs["resiliparse"]) >= 15  # dates filled
+            return True
+
+        assert_that(both, satisfies(check, "both extractors account for every record alike"))
+
+
 def test_warc_edge_cases_never_crash_the_job():
     files = sorted(glob.glob(str(shared("warc-edge") / "*")))
     for path in files:

@@ -82,3 +82,48 @@ def test_a_page_over_the_time_limit_is_cut_off_and_the_next_page_extracts():
         assert extractor.proc.pid != child
     finally:
         extractor.close()
+
+
+def test_resiliparse_fills_the_same_metadata_from_its_own_tree():
+    head = ('<meta name="author" content="Jeanne Dupont">'
+            '<meta property="og:site_name" content="Le Journal du Lac">'
+            '<meta property="article:published_time" content="2023-05-17T08:00:00Z">')
+    body = page(FRENCH, head).encode("cp1252")
+    results = {}
+    for name in ("trafilatura", "resiliparse"):
+        extractor = TimedExtractor(60, {"extractor": name})
+        try:
+            results[name] = extractor.extract(body, "http://lac.test/a", "text/html")
+            # what is not a page (plain text, binary bytes served as HTML) has no text
+            assert extractor.extract(b"\x00\x9f\xffnot markup at all" * 50, "http://lac.test/b",
+                                     "text/html") is None
+        finally:
+            extractor.close()
+    rp = results["resiliparse"]
+    assert FRENCH.strip()[:40] in rp["text"] and "Une page" not in rp["text"]
+    assert rp["charset"] == "cp1252"
+    for key in ("title", "author", "sitename", "date", "charset"):
+        assert rp[key] == results["trafilatura"][key], key
+
+
+def test_resiliparse_is_held_to_the_same_time_limit():
+    # 20,000 nested <div>s: resiliparse's main-content pass is quadratic in depth (7 s here)
+    slow = ("<html><body>" + "<div>" * 20_000 + "deep" + "</div>" * 20_000
+            + "</body></html>").encode()
+    extractor = TimedExtractor(1.0, {"extractor": "resiliparse"})
+    try:
+        first = extractor.extract(page(FRENCH).encode(), "http://lac.test/1", "text/html")
+        assert "Zürich" in first["text"]
+        child = extractor.proc.pid
+        try:
+            extractor.extract(slow, "http://lac.test/slow", "text/html")
+        except Exception as err:
+            assert type(err).__name__ == "ExtractTimeout"
+        else:
+            raise AssertionError("the nested page extracted within 1 s: the test needs a slower "
+                                 "page")
+        assert extractor.proc is None
+        after = extractor.extract(page(RUSSIAN).encode(), "http://lac.test/2", "text/html")
+        assert "Москва" in after["text"] and extractor.proc.pid != child
+    finally:
+        extractor.close()

@@ -16,6 +16,7 @@ from dataclasses import replace
 from flows.cli.common import EmptyCorpus, UserError, empty_corpus_message, print_summary
 from flows.cli.options import CRAWL, DOCUMENTS, ENGINE, PROXY, TRAIN, config_from
 from flows.dataset_root import DatasetRoot, crawl_identity, inside, is_url, normalize_root
+from flows.temporary_server import TemporaryServer
 from schemas.config import LangIdConfig, PipelineConfig, ReadConfig
 
 DEMO_PORT = 8737
@@ -173,14 +174,18 @@ def check_proxy(config: PipelineConfig, output: str) -> None:
 
 
 def run_flow(root: str, config: PipelineConfig, **kwargs) -> dict:
-    """The `corpus-build` flow, its summary printed; an empty corpus is `EmptyCorpus`."""
-    from flows.build_flow import corpus_build
-    from flows.train_flow import DatasetError
+    """The `corpus-build` flow, its summary printed; an empty corpus is `EmptyCorpus`. Prefect's
+    temporary server (when no server is configured) starts before Prefect is imported, so the
+    two overlap (flows/temporary_server.py)."""
+    with TemporaryServer() as server:
+        from flows.build_flow import corpus_build
+        from flows.train_flow import DatasetError
 
-    try:
-        summary = corpus_build(output=root, config=config.to_dict(), **kwargs)
-    except DatasetError as err:
-        raise UserError(str(err)) from None
+        try:
+            with server.use():
+                summary = corpus_build(output=root, config=config.to_dict(), **kwargs)
+        except DatasetError as err:
+            raise UserError(str(err)) from None
     print_summary(summary)
     message = empty_corpus_message(summary)
     if message:

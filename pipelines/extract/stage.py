@@ -2,8 +2,8 @@
 
 Readers (`pipelines/readers/`) turn every input file (WARC, ARC, WET, JSONL, Parquet) into
 records or counted rejects. A text record (WET conversion, JSONL, Parquet) is already a document's
-text; a captured page is reduced to its main text and metadata with trafilatura
-(`pipelines/extract/html.py`, in a child process with a per-document time limit).
+text; a captured page is reduced to its main text and metadata with trafilatura or resiliparse
+(`--extractor`; `pipelines/extract/html.py`, in a child process with a per-document time limit).
 
 Rejects: `unchanged` (a refresh crawl's 304 revisit record), `revisit` (no payload),
 `http_<status>` (not a 200; an unknown status passes), `not_html`, `no_text` (nothing left),
@@ -99,7 +99,7 @@ class ExtractFiles(beam.DoFn):
     def setup(self):
         self.tally = Tally(self.progress)
         self.extractor = TimedExtractor(self.config.timeout_s, {
-            "favor_precision": self.config.favor_precision,
+            "extractor": self.config.extractor, "favor_precision": self.config.favor_precision,
             "include_tables": self.config.include_tables, "fast": self.config.fast})
 
     def finish_bundle(self):
