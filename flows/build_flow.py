@@ -14,7 +14,13 @@ from dataclasses import replace
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.artifacts import progress_artifact, publish_dataset, publish_stage, publish_summary
+from flows.artifacts import (
+    progress_artifact,
+    publish_dataset,
+    publish_proxy,
+    publish_stage,
+    publish_summary,
+)
 from flows.train_flow import corpus_train
 from pipelines import stages
 from pipelines.core import job
@@ -60,6 +66,19 @@ STAGE_TASKS = {stage.name: task(name=stage.name, **STAGE_TASK)(run_stage_task)
                for stage in stages.STAGES}
 
 
+@task(name="proxy-eval", cache_policy=NO_CACHE)
+def proxy_eval_task(root: str, config: PipelineConfig) -> dict:
+    """The snapshot's proxy model, trained on a fixed budget and scored on the dataset's fixed
+    evaluation set (`flows.proxy`); its number joins the trend. `flows.proxy` (and torch with
+    it) is imported here, where a model is trained, so that a build without it starts 1.5 s of
+    CPU sooner (as `flows.train_flow` imports the trainer where it trains)."""
+    from flows.proxy import proxy_evaluation
+
+    result = proxy_evaluation(root, config, log=get_run_logger().info)
+    publish_proxy(root, result)
+    return result
+
+
 @flow(name="corpus-build", log_prints=True)
 def corpus_build(output: str, config: dict | None = None, site_url: str | None = None,
                  inputs: list[str] | None = None, train: bool = True,
@@ -69,7 +88,9 @@ def corpus_build(output: str, config: dict | None = None, site_url: str | None =
     then every stage after, and when `train`, train a GPT on the result. `until` stops after
     that stage (the crawl's name stops after the crawl). A stage that leaves no record stops the
     flow: `empty_at` names it (an error, unless `refresh`: then it means that this snapshot
-    holds nothing the earlier ones did not)."""
+    holds nothing the earlier ones did not). With `ablate.proxy.enabled`, a finished dataset
+    also trains its proxy model and scores it on the dataset's fixed evaluation set (the
+    trend's proxy bits per byte)."""
     cfg = PipelineConfig.from_dict(config or {})
     if site_url is not None:
         cfg = replace(cfg, crawl=replace(cfg.crawl, seeds=(site_url,)))
@@ -101,6 +122,8 @@ def corpus_build(output: str, config: dict | None = None, site_url: str | None =
             break
     if summary["empty_at"] is None and any(s["stage"] == stages.LAST for s in done):
         summary["event"] = publish_dataset(output, cfg.snapshot)
+        if cfg.ablate.proxy.enabled:
+            summary["proxy"] = proxy_eval_task(output, cfg)
     publish_summary(output, summary)
     if train and summary["empty_at"] is None:
         summary["train"] = corpus_train(output, cfg.to_dict())

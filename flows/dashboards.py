@@ -2,8 +2,9 @@
 mix, length percentiles, duplicate rate, sample kept and rejected documents, where its manifest
 is; for the corpus, its diversity per language: `pipelines/shard/diversity.py`), training
 curves, and a run-over-run trend of the key numbers kept in the dataset folder
-(`dashboard.jsonl`), drawn as text sparklines so they read anywhere, the UI included. A run
-recorded before a number existed shows `-` for it.
+(`dashboard.jsonl`), drawn as text sparklines so they read anywhere, the UI included (with
+`--proxy-eval`, the held-out bits per byte of each snapshot's proxy model on the dataset's fixed
+evaluation set). A run recorded before a number existed shows `-` for it.
 
 Everything here reads the stages' own outputs (column statistics, never whole texts) and only
 builds rows and markdown; `flows/artifacts.py` publishes them as artifacts.
@@ -27,6 +28,7 @@ HISTORY = "dashboard.jsonl"
 BARS = "▁▂▃▄▅▆▇█"
 SAMPLES = 3
 DUPLICATE_REASONS = ("exact_duplicate", "near_duplicate", "duplicate_of")
+PROXY_TREND = "proxy model bits/byte (fixed evaluation set)"  # --proxy-eval's number
 LANGUAGES_SHOWN = 8  # the quality tables' languages: those with most documents
 DIVERSITY_TREND = {"distinct word 5-grams": "distinct_word_5grams",
                    "distinct domains": "distinct_domains",
@@ -157,6 +159,9 @@ def record_run(root: str, summary: dict) -> list[dict]:
         if stage_table.CORPUS in stages else None
     if report is not None:
         entry.update({key: report["total"][key] for key in DIVERSITY_TREND.values()})
+    proxy = summary.get("proxy")
+    if proxy:
+        entry["proxy_bits_per_byte"] = round(proxy["bits_per_byte"], 4)
     tokens = StageDir(root, stage_table.LAST).manifest()
     if tokens is not None and tokens.tokens:
         entry["tokens"] = sum(s["tokens"] for shards in tokens.tokens["splits"].values()
@@ -181,6 +186,7 @@ def trend_markdown(history: list[dict], last: int = 20) -> str:
     series["duplicate rate"] = [r.get("duplicate_rate") for r in runs]
     series.update({name: [r.get(key) for r in runs] for name, key in DIVERSITY_TREND.items()})
     series["tokens"] = [r.get("tokens") for r in runs]
+    series[PROXY_TREND] = [r.get("proxy_bits_per_byte") for r in runs]
     lines = [f"### The last {len(runs)} run(s), oldest first", "",
              "| measure | trend | first | last |", "|---|---|---|---|"]
     for name, values in series.items():

@@ -33,7 +33,12 @@ LOCK_FILE = ".corpus.lock"
 # Everything a build, a demo or a training run writes at the top of a dataset root.
 STAGE_FOLDERS = stages.FOLDERS
 SNAPSHOTS_DIR = "snapshots"
-OWNED = (*STAGE_FOLDERS, "site", INDEX_DIR, SNAPSHOTS_DIR, DATASET_FILE, "dashboard.jsonl")
+# `corpus ablate`'s folder: its arms' datasets, the held-out slice, the shared tokenizer, the
+# results; `--proxy-eval`'s folder in a dataset (the fixed evaluation set, a model per snapshot)
+ABLATION = ("arms", "heldout", "tokenizer", "ablation.json", "learning-curves.png")
+PROXY_EVAL = "proxy_eval"
+OWNED = (*STAGE_FOLDERS, "site", INDEX_DIR, SNAPSHOTS_DIR, DATASET_FILE, "dashboard.jsonl",
+         *ABLATION, PROXY_EVAL)
 
 
 # Locks this process holds, (filesystem, path, pid): released on Ctrl-C too (flows/interrupt.py).

@@ -82,9 +82,10 @@ def trained_files(stage: StageDir) -> list[str]:
 
 def train_dataset(root: str, config: PipelineConfig, out: str | None = None,
                   init_from: str | None = None, log=print, resume: bool = False,
-                  nodes: list[str] | None = None) -> dict:
+                  nodes: list[str] | None = None, in_process: bool = False) -> dict:
     """Train on a finished dataset's token shards under the stage contract; returns the
-    trainer's result with `output` and `skipped`."""
+    trainer's result with `output` and `skipped`. `in_process`: a one-process run trains in
+    this process (`trainer.launch.launch_training`)."""
     from trainer.launch import TrainingStopped, launch_training
 
     tokens, stage = preflight(root, config, out, resume)
@@ -96,7 +97,7 @@ def train_dataset(root: str, config: PipelineConfig, out: str | None = None,
         try:
             result.update(launch_training(tokens.path, st.path, config.train,
                                           init_from=init_from, stream=log, resume=resume,
-                                          nodes=nodes))
+                                          nodes=nodes, in_process=in_process))
         except TrainingStopped as err:
             raise DatasetError(f"training stopped by SIGTERM ({err}); the same command with "
                                f"--resume continues it") from None

@@ -28,8 +28,9 @@ def setting(default: Any = None, help: str = "", *, flag: str | None = None,
             **bounds) -> Any:
     """A setting: its default, a line of help, bounds (`ge`, `gt`, `le`, `lt`) and, when it has
     a command-line flag, the flag's name. `kind` says how the flag's text becomes the value:
-    "list" (comma-separated), "repeat" (the flag repeated), "path" (made absolute), "size"
-    (256MB, 2GiB). A flag of a yes/no setting sets the opposite of its default."""
+    "list" (comma-separated), "repeat" (the flag repeated), "path" (made absolute), "paths"
+    (one or more after the flag, or the flag repeated, each made absolute), "size" (256MB,
+    2GiB). A flag of a yes/no setting sets the opposite of its default."""
     extra = {k: v for k, v in (("flag", flag), ("metavar", metavar), ("kind", kind)) if v}
     if default_factory is not None:
         return Field(default_factory=default_factory, description=help,
@@ -306,6 +307,9 @@ class QualityConfig:
     single rules by reason); the filter classes hold none of their own. The language lists
     apply to several rule sets."""
 
+    enabled: bool = setting(True, "the quality rules (length, letters, Gopher, C4, FineWeb); "
+                            "off, only language ID, the URL blocklist and quality scores drop "
+                            "documents (an ablation's raw arm)", flag="--no-quality-filters")
     min_chars: int = setting(200, "documents shorter than this are too_short", ge=0)
     min_alpha_ratio: float = setting(0.6, "letters and marks (Unicode L*, M*) among non-space "
                                      "characters, at least", ge=0, le=1)
@@ -438,9 +442,34 @@ class PiiConfig:
 
 
 @dataclass(frozen=True, config=SECTION)
+class DecontaminateConfig:
+    """Benchmark decontamination (`pipelines/filters/decontam.py`, README "Decontamination"): a
+    kept document sharing `min_matches` word n-grams with the evaluation items of `paths` is a
+    `contaminated` reject. Off without paths."""
+
+    paths: tuple[str, ...] = setting(
+        (), "evaluation items to keep out of the corpus: JSON Lines, Parquet or plain text files "
+        "(each a record, a row, or a block between blank lines)", flag="--decontaminate",
+        metavar="PATH", kind="paths")
+    fields: tuple[str, ...] = setting(
+        (), "comma-separated fields of a JSONL/Parquet item that hold its text (default: every "
+        "string field but the id, and the strings of lists)", flag="--decontaminate-field",
+        metavar="LIST", kind="list")
+    id_field: str = setting("id", "an item's field named in a reject's detail, when it has it")
+    ngram: int = setting(13, "words per n-gram (a Chinese or Japanese character counts 1/1.7 of "
+                         "a word, hangul 1/3.1, Thai 1/4.8: 23, 41 and 63 characters at 13)",
+                         flag="--decontaminate-ngram", metavar="N", ge=1)
+    min_matches: int = setting(1, "distinct shared n-grams that make a document contaminated",
+                               flag="--decontaminate-min", metavar="N", ge=1)
+    max_ngrams: int = setting(10_000_000, "distinct n-grams the eval set may hold (12 bytes "
+                              "each, in every worker)", flag="--decontaminate-max-ngrams",
+                              metavar="N", ge=1)
+
+
+@dataclass(frozen=True, config=SECTION)
 class FilterConfig:
-    """Language ID, then the language keep-list, quality filters, quality scores and PII
-    replacement. An empty keep-list keeps every language."""
+    """Language ID, then the language keep-list, quality filters, decontamination, quality
+    scores and PII replacement. An empty keep-list keeps every language."""
 
     langs: tuple[str, ...] = setting((), "comma-separated ISO 639 codes of the languages to "
                                      "keep, e.g. en,de (default: keep all, label each)",
@@ -450,6 +479,7 @@ class FilterConfig:
     langid: LangIdConfig = section(LangIdConfig)
     quality: QualityConfig = section(QualityConfig)
     quality_model: QualityModelConfig = section(QualityModelConfig)
+    decontaminate: DecontaminateConfig = section(DecontaminateConfig)
     pii: PiiConfig = section(PiiConfig)
 
 
@@ -458,13 +488,19 @@ class DedupConfig:
     """MinHash LSH near-duplicate removal (`pipelines/dedup/`).
 
     Documents whose signatures agree on all `rows` values of at least one of `bands` bands become
-    candidates (14 x 8 is FineWeb's choice: a pair at Jaccard 0.8 is a candidate with probability
-    0.92, one at 0.5 with 0.05); a candidate pair is a duplicate only if its similarity reaches
-    `threshold` (`verify`: "estimate" from the signatures, "exact" from the shingle sets, or
-    "none" to trust the band collision). Duplicates are joined into clusters (connected
-    components); one document per cluster is kept (`keep`)."""
+    candidates (20 x 8: a pair at Jaccard 0.8 is a candidate with probability 0.975, one at 0.5
+    with 0.075; FineWeb's 14 x 8 gives 0.92 and 0.05); a candidate pair is a duplicate only if
+    its similarity reaches `threshold` (`verify`: "band", the estimate from the signatures and,
+    within `verify_band` of the threshold, the exact Jaccard from the texts; "estimate" alone;
+    "exact" from shingle sets kept for every document; or "none" to trust the band collision).
+    The defaults hold recall >= 0.97 and precision >= 0.95 at Jaccard 0.8 on two benchmark
+    corpora of different generators (README, "Settings and what they give"). Duplicates are
+    joined into clusters (connected components); one document per cluster is kept (`keep`)."""
 
-    bands: int = setting(14, "LSH bands", flag="--dedup-bands", metavar="B", ge=1)
+    enabled: bool = setting(True, "remove exact and near duplicates; off, the stage keeps "
+                            "every document with text (dup_count 1; an ablation's arm without "
+                            "dedup)", flag="--no-dedup")
+    bands: int = setting(20, "LSH bands", flag="--dedup-bands", metavar="B", ge=1)
     rows: int = setting(8, "signature values per band; signatures have B x R values",
                         flag="--dedup-rows", metavar="R", ge=1)
     num_perm: int = setting(256, "signature values (at least bands x rows; raised to it when "
@@ -472,11 +508,17 @@ class DedupConfig:
     seed: int = setting(1, "the MinHash permutations' seed")
     shingle_size: int = setting(5, "tokens per shingle: words, or CJK/Thai characters",
                                 flag="--dedup-shingle", metavar="N", ge=1)
-    threshold: float = setting(0.79, "similarity (0..1) from which two documents are "
+    threshold: float = setting(0.8, "similarity (0..1) from which two documents are "
                                "duplicates", flag="--dedup-threshold", metavar="J", ge=0, le=1)
-    verify: Literal["estimate", "exact", "none"] = setting(
-        "estimate", "how a candidate pair is checked: estimate (from the signatures), exact "
-        "(shingle sets: slower, no estimation error) or none", flag="--dedup-verify")
+    verify: Literal["estimate", "band", "exact", "none"] = setting(
+        "band", "how a candidate pair is checked: estimate (from the signatures), band (the "
+        "estimate, and the exact Jaccard of the texts where the estimate is within verify_band "
+        "of the threshold), exact (shingle sets kept for every document: slower, no estimation "
+        "error) or none", flag="--dedup-verify")
+    verify_band: float = setting(
+        0.05, "with verify band: a candidate pair whose estimated similarity is within this of "
+        "the threshold is decided by its exact Jaccard (0.05: 2 standard deviations of the "
+        "estimate at 256 values)", flag="--dedup-verify-band", metavar="D", ge=0, le=1)
     keep: Literal["smallest_id", "earliest_fetch", "longest_text", "domain_priority"] = setting(
         "smallest_id", "which document of a duplicate cluster stays (ties by id)",
         flag="--dedup-keep")
@@ -649,6 +691,46 @@ class TrainConfig:
 
 
 @dataclass(frozen=True, config=SECTION)
+class ProxyEvalConfig:
+    """A proxy model trained on each published snapshot (`corpus serve --proxy-eval`, the
+    refresh flow, `corpus build`): the train settings' model and schedule on a fixed token
+    budget, scored on the dataset's fixed evaluation set, so the trend shows held-out bits per
+    byte run over run (README, Ablations)."""
+
+    enabled: bool = setting(False, "train a proxy model on the snapshot and score it on the "
+                            "dataset's fixed evaluation set (the trend's proxy bits per byte)",
+                            flag="--proxy-eval")
+    tokens: int = setting(0, "tokens the proxy model trains on, exactly (0: the train settings' "
+                          "steps x tokens per step)", flag="--proxy-tokens", metavar="N", ge=0)
+    eval_set: str = setting("", "the fixed evaluation set (.txt, .jsonl, .parquet; default: "
+                            "frozen at the first proxy evaluation from that snapshot's "
+                            "validation documents, proxy_eval/eval-set.jsonl)",
+                            flag="--proxy-eval-set", metavar="PATH", kind="path")
+
+
+@dataclass(frozen=True, config=SECTION)
+class AblateConfig:
+    """How `corpus ablate` compares recipes: equal-token proxy models, one per arm and seed, on
+    one evaluation set (FineWeb's and DCLM's method; README, Ablations)."""
+
+    tokens: int = setting(0, "tokens each proxy model trains on, exactly: a multiple of the "
+                          "tokens per step (0: the train settings' steps x tokens per step)",
+                          flag="--tokens", metavar="N", ge=0)
+    seeds: int = setting(2, "proxy models per arm, with the train seed, seed + 1, ...: their "
+                         "spread says what a difference between arms is worth", flag="--seeds",
+                         metavar="K", ge=1)
+    holdout: float = setting(0.05, "share of the raw input records set aside by id hash before "
+                             "any stage, excluded from every arm, as the held-out text "
+                             "(without --eval)", flag="--holdout", metavar="F", ge=0, lt=1)
+    eval_documents: int = setting(2000, "held-out documents scored at most (those of smallest "
+                                  "id hash; 0: all)", ge=0)
+    tokenizer_documents: int = setting(20000, "documents of each distinct corpus in the shared "
+                                       "tokenizer's sample at most (smallest seeded id hash; "
+                                       "0: all)", ge=0)
+    proxy: ProxyEvalConfig = section(ProxyEvalConfig)
+
+
+@dataclass(frozen=True, config=SECTION)
 class PipelineConfig:
     snapshot: str = setting("local", "name of this build's snapshot: recorded in every "
                             "document, and the name under which its documents join the "
@@ -663,6 +745,7 @@ class PipelineConfig:
     shard: ShardConfig = section(ShardConfig)
     tokenize: TokenizeConfig = section(TokenizeConfig)
     train: TrainConfig = section(TrainConfig)
+    ablate: AblateConfig = section(AblateConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -48,7 +48,8 @@ class EngineMetrics(BaseModel):
 
 class Manifest(BaseModel):
     """A finished stage: its inputs, config and code (the fingerprint), counts, files, metrics,
-    and a section of its own where a stage has one (`crawl`, `tokens`, `result`)."""
+    and a section of its own where a stage has one (`crawl`, `tokens`, `result`,
+    `decontaminate`)."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -67,6 +68,7 @@ class Manifest(BaseModel):
     crawl: dict[str, Any] | None = None  # scrape: what the crawl fetched (pipelines.crawl)
     tokens: dict[str, Any] | None = None  # tokenize: schemas.tokens.TokenShardsInfo as a dict
     result: dict[str, Any] | None = None  # train: the trainer's result.json
+    decontaminate: dict[str, Any] | None = None  # filter: the eval set's files, texts, n-grams
 
     def all_files(self) -> list[FileEntry]:
         return [*self.files, *self.rejected_files]

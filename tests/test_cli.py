@@ -30,7 +30,7 @@ DOCUMENTS = ("read", "extract", "filter", "filter.langid", "filter.quality",
 OWN = {
     "demo": ({"--output", "--port", "--no-train", "--seed"}, ("engine", "train")),
     "build": ({"--input", "--output", "--until", "--train", "--crawl", "--seeds"},
-              ("", *DOCUMENTS, "crawl", "engine", "train")),
+              ("", *DOCUMENTS, "crawl", "engine", "train", "ablate.proxy")),
     "crawl": ({"--output", "--seeds", "--seeds-file"}, ("", "crawl", "engine")),
     "train": ({"--dataset", "--out", "--init-from", "--resume", "--nnodes"}, ("train",)),
     "generate": ({"--checkpoint", "--prompt", "--temperature", "--top-k", "--tokenizer"}, ()),
@@ -40,12 +40,16 @@ OWN = {
                   "--block-size", "--stride", "--batch-size"}, ()),
     "quality-model": (set(), ()),  # a group: its `train` takes --positive, --negative, ...
     "refresh": ({"--output", "--snapshot", "--train", "--seeds"}, ("crawl", *DOCUMENTS,
-                                                                   "engine", "train")),
-    "serve": ({"--output", "--cron", "--every", "--timezone", "--no-train"},
-              ("crawl", *DOCUMENTS, "engine", "train")),
+                                                                   "engine", "train",
+                                                                   "ablate.proxy")),
+    "serve": ({"--output", "--cron", "--every", "--timezone", "--no-train", "--seeds"},
+              ("crawl", *DOCUMENTS, "engine", "train", "ablate.proxy")),
+    "ablate": ({"--input", "--output", "--arm", "--set", "--config", "--eval", "--mc",
+                "--overwrite"}, ("", *DOCUMENTS, "engine", "train", "ablate")),
     "why": ({"--dataset", "--json"}, ()),
     "verify": ({"--json"}, ()),
-    "config": ({"--config", "--set"}, ("", "crawl", *DOCUMENTS, "engine", "train")),
+    "config": ({"--config", "--set"}, ("", "crawl", *DOCUMENTS, "engine", "train", "ablate",
+                                       "ablate.proxy")),
 }
 
 
@@ -67,8 +71,8 @@ def test_each_subcommand_lists_its_own_options_and_no_others(sub):
     text = subcommands()[sub].format_help()
     listed = {word.strip("[],") for word in text.split() if word.startswith(("--", "[--"))}
     assert own <= listed, own - listed
-    every = {flag for s in ("", "crawl", *DOCUMENTS, "engine", "train")
-             for flag in section_flags(s)}
+    every = {flag for s in ("", "crawl", *DOCUMENTS, "engine", "train", "ablate",
+                            "ablate.proxy") for flag in section_flags(s)}
     wanted = {flag for s in sections for flag in section_flags(s)}
     assert wanted <= listed, wanted - listed
     assert not (every - wanted - own) & listed, (every - wanted - own) & listed

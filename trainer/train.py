@@ -31,6 +31,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, fields
 from typing import Callable
@@ -173,11 +174,18 @@ def precision(cfg: TrainConfig, device: str):
 def train(tokens_dir: str, out_dir: str, cfg: TrainConfig, init_from: str | None = None,
           log=print, resume: bool = False) -> dict:
     runtime = _Runtime(cfg)
+    previous = signal.getsignal(signal.SIGTERM)  # a caller's own handler (run in-process)
     try:
         return _train(tokens_dir, out_dir, cfg, init_from, log, runtime, resume)
     finally:
         if runtime.distributed:
             dist.destroy_process_group()
+        if _main_thread() and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 @dataclass
@@ -291,7 +299,8 @@ def _sigterm_flag() -> list:
     def handler(signum, frame):
         flag[0] = True
 
-    signal.signal(signal.SIGTERM, handler)
+    if _main_thread():  # only the main thread may set a handler (in-process runs elsewhere)
+        signal.signal(signal.SIGTERM, handler)
     return flag
 
 

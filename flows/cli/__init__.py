@@ -3,6 +3,7 @@
     build.py     demo, build, crawl        a dataset from a generated site, your files, a crawl
     model.py     train, generate,          a GPT trained on a dataset, judged and used
                  evaluate, export
+    ablate.py    ablate                    recipes compared by equal-token proxy models
     quality.py   quality-model train       a fastText quality classifier for quality scores
     schedule.py  refresh, serve            a dataset that renews itself on a schedule
     inspect.py   why, verify, config       answers from a dataset's files and the config model
@@ -22,7 +23,7 @@ import os
 import sys
 
 from flows import interrupt
-from flows.cli import build, inspect, model, quality, schedule
+from flows.cli import ablate, build, inspect, model, quality, schedule
 from flows.cli.common import (
     EmptyCorpus,
     OneLineParser,
@@ -63,7 +64,7 @@ def parser() -> OneLineParser:
     p.add_argument("--version", action=VersionAction,
                    help="print the version and a hash of this checkout's code, and exit")
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    for group in (build, model, quality, schedule, inspect):
+    for group in (build, model, ablate, quality, schedule, inspect):
         group.register(sub, common)
     return p
 

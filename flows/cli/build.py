@@ -3,8 +3,8 @@ from your files, or from a crawl of seed URLs; each runs the `corpus-build` flow
 
 Everything a user can get wrong is checked before the flow starts (one line, exit 2): the inputs
 (each a readable format, none inside the output), the language codes and models, the quality
-models, the Beam runner, a supplied tokenizer, the seeds, the output folder (writable, not
-another dataset's, not in use).
+models, the decontamination eval files, the Beam runner, a supplied tokenizer, the seeds, the
+output folder (writable, not another dataset's, not in use).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from dataclasses import replace
 
 from flows.cli.common import EmptyCorpus, UserError, empty_corpus_message, print_summary
-from flows.cli.options import CRAWL, DOCUMENTS, ENGINE, TRAIN, config_from
+from flows.cli.options import CRAWL, DOCUMENTS, ENGINE, PROXY, TRAIN, config_from
 from flows.dataset_root import DatasetRoot, crawl_identity, inside, is_url, normalize_root
 from flows.temporary_server import TemporaryServer
 from schemas.config import LangIdConfig, PipelineConfig, ReadConfig
@@ -132,6 +132,45 @@ def check_quality(config: PipelineConfig) -> None:
         check_rules_off(config.filter.quality)
     except ValueError as err:
         raise UserError(f"--rules-off: {err}") from None
+    check_decontamination(config)
+
+
+def check_decontamination(config: PipelineConfig) -> None:
+    """Build the eval set of --decontaminate once now: a missing or malformed eval file, or a
+    set over --decontaminate-max-ngrams, is one line before anything runs (the filter stage
+    builds it again, in its driver, for its workers). Says what the set holds."""
+    if not config.filter.decontaminate.paths:
+        return
+    from pipelines.filters.decontam import DecontaminationError, build_eval_set, describe_set
+
+    try:
+        eval_set = build_eval_set(config.filter.decontaminate)
+    except DecontaminationError as err:
+        raise UserError(f"--decontaminate: {err}") from None
+    print(describe_set(eval_set), file=sys.stderr)
+
+
+def check_proxy(config: PipelineConfig, output: str) -> None:
+    """With --proxy-eval: a local dataset (training reads memmaps), a budget of whole steps and
+    a readable --proxy-eval-set, or one line."""
+    proxy = config.ablate.proxy
+    if not proxy.enabled:
+        return
+    from flows.proxy import BudgetError, proxy_recipe
+    from trainer.evaluate import read_texts
+
+    if is_url(normalize_root(output)):
+        raise UserError("--proxy-eval trains on token shards with numpy.memmap: give a local "
+                        "--output")
+    try:
+        proxy_recipe(config.train, proxy.tokens)
+    except BudgetError as err:
+        raise UserError(str(err).replace("--tokens", "--proxy-tokens")) from None
+    if proxy.eval_set:
+        try:
+            read_texts(proxy.eval_set)
+        except (OSError, ValueError) as err:
+            raise UserError(f"--proxy-eval-set {err}") from None
 
 
 def run_flow(root: str, config: PipelineConfig, **kwargs) -> dict:
@@ -194,6 +233,7 @@ def cmd_build(args) -> int:
     config = memory_engine(check_language_id(config), inputs + [output])
     check_engine(config)
     check_tokenizer(config)
+    check_proxy(config, output)
     root = DatasetRoot(output)
     if args.train and not root.local:
         raise UserError("--train reads token shards with numpy.memmap from a local folder; "
@@ -241,6 +281,7 @@ def crawl_flow(args, output: str, command: str) -> int:
     """`corpus crawl`, or `corpus build --crawl`: the flow from seed URLs."""
     seeds = read_seeds(args)
     config = crawl_config(args, seeds)
+    check_proxy(config, output)
     train = getattr(args, "train", False)
     root = DatasetRoot(output)
     with root.lock(command):
@@ -291,7 +332,7 @@ def register(sub, common) -> None:
     build.add_argument("--crawl", action="store_true",
                        help="crawl --seeds / --seeds-file first instead of reading --input")
     add_seed_args(build)
-    common(build, ("",) + DOCUMENTS + CRAWL + ENGINE + TRAIN, cmd_build, output=True)
+    common(build, ("",) + DOCUMENTS + CRAWL + ENGINE + TRAIN + PROXY, cmd_build, output=True)
 
     crawl = sub.add_parser("crawl", help="crawl seed URLs politely into WARC files (the flow's "
                            "scrape stage alone); again into the same folder: a refresh")

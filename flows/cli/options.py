@@ -29,9 +29,12 @@ FLAG_TYPES = {"--beam-option": beam_option, "--quality-model": named_path}
 ENGINE = ("engine",)
 CRAWL = ("crawl",)
 DOCUMENTS = ("read", "extract", "filter", "filter.langid", "filter.quality",
-             "filter.quality_model", "filter.pii", "dedup", "shard", "tokenize")
+             "filter.quality_model", "filter.decontaminate", "filter.pii", "dedup", "shard",
+             "tokenize")
 TRAIN = ("train",)
-EVERY = ("", *ENGINE, *CRAWL, *DOCUMENTS, *TRAIN)
+ABLATE = ("ablate",)
+PROXY = ("ablate.proxy",)
+EVERY = ("", *ENGINE, *CRAWL, *DOCUMENTS, *TRAIN, *ABLATE, *PROXY)
 
 
 def section_class(path: str):
@@ -147,6 +150,8 @@ def add_settings(parser, sections: tuple[str, ...]) -> None:
             if kind == "repeat":
                 options.update(action="append", type=FLAG_TYPES.get(extra["flag"],
                                                                   parser_of(info, None, base)))
+            elif kind == "paths":
+                options.update(nargs="+", action="extend", type=parser_of(info, "path", base))
             elif kind == "list":
                 options.update(type=lambda text: [x.strip() for x in text.split(",")
                                                   if x.strip()])
@@ -255,19 +260,33 @@ def set_settings(texts, where: str = "") -> dict:
     return given
 
 
-def config_from(args, **fixed) -> PipelineConfig:
-    """The defaults, then CORPUS_SET from the environment (`;`-separated, as for `--set`), then
-    `--config`, then each `--set`, then the flags (and `fixed`, nested settings a command
-    decides itself), checked by the model."""
+def config_data(args, **fixed) -> dict:
+    """The settings given, nested and not yet checked: CORPUS_SET from the environment
+    (`;`-separated, as for `--set`), then `--config`, then each `--set`, then the flags (and
+    `fixed`, nested settings a command decides itself)."""
     env = [t.strip() for t in os.environ.get(ENV_SETTINGS, "").split(";") if t.strip()]
     data = set_settings(env, ENV_SETTINGS)
     if getattr(args, "config", None):
-        try:
-            data = merge(data, load(args.config))
-        except ConfigFileError as err:
-            raise UserError(str(err)) from None
+        data = merge(data, load_file(args.config))
     given = set_settings(getattr(args, "settings", []) or [])
-    data = merge(merge(merge(data, given), flag_settings(args)), fixed)
+    return merge(merge(merge(data, given), flag_settings(args)), fixed)
+
+
+def load_file(path: str) -> dict:
+    """A TOML file of settings; a missing or broken one is a UserError."""
+    try:
+        return load(path)
+    except ConfigFileError as err:
+        raise UserError(str(err)) from None
+
+
+def config_from(args, **fixed) -> PipelineConfig:
+    """The defaults, then the settings given (`config_data`), checked by the model."""
+    return checked(config_data(args, **fixed))
+
+
+def checked(data: dict) -> PipelineConfig:
+    """Nested settings as the config, checked; a mistake is a UserError naming the key."""
     try:
         config = PipelineConfig.from_dict(data)
         config.train.micro_steps(config.train.nproc)  # a global batch the processes can make

@@ -15,13 +15,13 @@ import os
 import sys
 
 from flows import interrupt
-from flows.cli.build import add_seed_args, crawl_config, read_seeds
+from flows.cli.build import add_seed_args, check_proxy, crawl_config, read_seeds
 from flows.cli.common import EmptyCorpus, UserError, positive_float, print_summary
-from flows.cli.options import CRAWL, DOCUMENTS, ENGINE, TRAIN, config_from
+from flows.cli.options import CRAWL, DOCUMENTS, ENGINE, PROXY, TRAIN, config_from
 from flows.dataset_root import DatasetRoot, normalize_root
 from schemas.config import PipelineConfig
 
-FLOW = CRAWL + DOCUMENTS + ENGINE + TRAIN  # a refresh runs the whole flow
+FLOW = CRAWL + DOCUMENTS + ENGINE + TRAIN + PROXY  # a refresh runs the whole flow
 
 
 def refresh_config(args) -> PipelineConfig:
@@ -37,7 +37,9 @@ def refresh_config(args) -> PipelineConfig:
         if not seeds:
             raise UserError(f"no seeds: {args.output} holds no earlier crawl to refresh; give "
                             f"--seeds URL... or --seeds-file FILE (or crawl.seeds in --config)")
-    return crawl_config(args, seeds)
+    config = crawl_config(args, seeds)
+    check_proxy(config, args.output)
+    return config
 
 
 def cmd_refresh(args) -> int:

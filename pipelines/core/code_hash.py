@@ -36,8 +36,28 @@ def _project(name: str | None) -> bool:
 def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
     """Project modules named by the imports of one file (`from a import b` counts a.b when b is a
     module, else a)."""
-    names = _analysed(path.read_text(encoding="utf-8"))[0]
-    return {name for name in names if module_file(name, root) is not None}
+    return {name for name in _parsed(path, *_stamp(path))[0]
+            if _project(name) and module_file(name, root) is not None}
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+@lru_cache(maxsize=None)
+def _parsed(path: Path, mtime_ns: int, size: int) -> tuple[tuple[str, ...], str | None]:
+    """One parse of a file (as it is now: the cache is keyed by its stamp): the module names its
+    imports name, and its digest (`source_digest`). Every stage's closure shares the core and
+    schema modules, so a build parses each file once, not once per stage and purpose."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names += [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
+    return tuple(names), _digest(tree)
 
 
 def closure(module: str, root: Path = ROOT) -> list[str]:
@@ -88,28 +108,16 @@ class _Canonical(ast.NodeTransformer):
 
 def source_digest(path: Path) -> str | None:
     """sha256 of what executes in one file (see the module docstring); None when nothing does."""
-    return _analysed(path.read_text(encoding="utf-8"))[1]
+    return _parsed(path, *_stamp(path))[1]
 
 
-@lru_cache(maxsize=512)
-def _analysed(source: str) -> tuple[tuple[str, ...], str | None]:
-    """(the project modules one source's imports name, its digest), from one parse. Keyed by the
-    text, so each file is parsed once per process however many stages' fingerprints read it."""
-    tree = ast.parse(source)
-    found = set()
-    for node in ast.walk(tree):
-        names = []
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
-        found.update(name for name in names if _project(name))
+def _digest(tree: ast.Module) -> str | None:
     canonical = _Canonical()
     tree = canonical.visit(tree)
     if not tree.body and not canonical.bound:
-        return tuple(sorted(found)), None
+        return None
     text = ast.dump(tree, include_attributes=False) + "\n" + ",".join(sorted(canonical.bound))
-    return tuple(sorted(found)), hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @lru_cache(maxsize=None)

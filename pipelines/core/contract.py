@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import posixpath
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -169,6 +171,37 @@ def finished(root: str, name: str) -> StageDir:
     if stage.manifest() is None:
         raise StageNotFinished(f"stage {name!r} has not finished under {root}")
     return stage
+
+
+def copy_finished(source_root: str, root: str, name: str) -> None:
+    """A finished stage of another dataset root copied into `root` (replacing what `root` holds
+    of it), so `run_stage` there finds it finished: its upstream is pinned by a path relative to
+    the root, so the copy's fingerprint is the same wherever it lies. Local files are
+    hard-linked (no second copy on disk; every stage replaces its files rather than writing
+    into them, and a rerun removes the folder first), others copied; the manifest and the
+    marker are copied, marker last. A copied file keeps its modification time where the
+    filesystem allows it; one whose time moved is hashed when reused, as always."""
+    source, target = StageDir(source_root, name), StageDir(root, name)
+    if source.manifest() is None:
+        raise StageNotFinished(f"stage {name!r} has not finished under {source_root}")
+    if target.fs.exists(target.path):
+        target.fs.rm(target.path, recursive=True)
+    local = source.protocol in ("file", "local") and target.protocol in ("file", "local")
+    last = [source.local(MANIFEST), source.local(MARKER)]
+    for path in [*(p for p in source.fs.find(source.path) if p not in last), *last]:
+        dest = target.local(posixpath.relpath(path, source.path))
+        target.fs.makedirs(posixpath.dirname(dest), exist_ok=True)
+        if local and path not in last:
+            try:
+                os.link(path, dest)
+                continue
+            except OSError:  # another device, or no hard links here
+                pass
+        if local:
+            shutil.copy2(path, dest)
+        else:
+            with source.fs.open(path, "rb") as f_in, target.fs.open(dest, "wb") as f_out:
+                shutil.copyfileobj(f_in, f_out)
 
 
 def records_out(root: str, name: str) -> int:

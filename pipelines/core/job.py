@@ -3,7 +3,9 @@
 Every stage module exports `plan(ctx: Context) -> Job`: from the dataset root, the config and
 its upstream stage's finished output, what the stage reads (pinned by hash, for its
 fingerprint) and how its Beam job is built. `run` runs a row of `pipelines.stages.STAGES` with
-its plan under the stage contract (`pipelines.core.contract.run_stage`) and its live progress.
+its plan under the stage contract (`pipelines.core.contract.run_stage`) and its live progress;
+`prepare` plans and fingerprints it first, for a caller that looks for the same stage finished
+elsewhere (`corpus ablate`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from pipelines.core.contract import StageDir, StageResult, records_out, run_stage, upstream
+from pipelines.core.contract import (
+    StageDir,
+    StageResult,
+    fingerprint_of,
+    records_out,
+    run_stage,
+    upstream,
+)
 from pipelines.core.progress import Pass, StageProgress
 from pipelines.stages import BY_NAME, Stage
 from schemas.config import PipelineConfig
@@ -42,13 +51,39 @@ class Job:
     passes: tuple[Pass, ...] = (Pass(),)  # the live display's passes over the input
 
 
-def run(stage: Stage | str, root: str, config: PipelineConfig, *,
-        inputs: list[str] | None = None, log: Callable[[str], None] = print,
-        report: Callable[[float], None] | None = None) -> StageResult:
-    """Run one stage (a row of `pipelines.stages.STAGES`, or its name) under the output
-    contract: reused when finished with the same fingerprint and intact files, else built with
-    its live progress (`report` gets the share done when the records to expect are known, from
-    its upstream). `inputs`: the user's files, for the stage that reads them."""
+@dataclass
+class Prepared:
+    """A stage planned and fingerprinted, not yet run: `fingerprint` is what its manifest will
+    hold, so a caller can look for a finished stage with the same one elsewhere (an ablation's
+    arms share stages so) before `run` reuses or builds it."""
+
+    stage: Stage
+    root: str
+    config: PipelineConfig
+    job: Job
+    fingerprint: str
+    expected: int | None
+    log: Callable[[str], None]
+
+    def run(self, report: Callable[[float], None] | None = None) -> StageResult:
+        stage, job = self.stage, self.job
+
+        def build(stage_dir: StageDir) -> dict:
+            with StageProgress(stage.name, self.expected, passes=job.passes,
+                               report=report) as progress:
+                return job.build(stage_dir, progress)
+
+        return run_stage(self.root, stage.name, code=stage.module, inputs=job.inputs,
+                         config=stage.settings_of(self.config), build=build,
+                         count_out=job.count_out, extra=job.extra, data_files=job.data_files,
+                         log=self.log)
+
+
+def prepare(stage: Stage | str, root: str, config: PipelineConfig, *,
+            inputs: list[str] | None = None, log: Callable[[str], None] = print) -> Prepared:
+    """Plan one stage (a row of `pipelines.stages.STAGES`, or its name): what it reads, pinned
+    by hash, its job and its fingerprint. `inputs`: the user's files, for the stage that reads
+    them."""
     if isinstance(stage, str):
         stage = BY_NAME[stage]
     urls, pinned, expected = [], [], None
@@ -56,11 +91,15 @@ def run(stage: Stage | str, root: str, config: PipelineConfig, *,
         urls, pinned = upstream(root, stage.upstream)
         expected = records_out(root, stage.upstream)
     job = stage.plan(Context(root, config, urls, pinned, inputs=inputs, log=log))
+    fingerprint = fingerprint_of(stage.name, job.inputs, stage.settings_of(config), stage.module)
+    return Prepared(stage, root, config, job, fingerprint, expected, log)
 
-    def build(stage_dir: StageDir) -> dict:
-        with StageProgress(stage.name, expected, passes=job.passes, report=report) as progress:
-            return job.build(stage_dir, progress)
 
-    return run_stage(root, stage.name, code=stage.module, inputs=job.inputs,
-                     config=stage.settings_of(config), build=build, count_out=job.count_out,
-                     extra=job.extra, data_files=job.data_files, log=log)
+def run(stage: Stage | str, root: str, config: PipelineConfig, *,
+        inputs: list[str] | None = None, log: Callable[[str], None] = print,
+        report: Callable[[float], None] | None = None) -> StageResult:
+    """Run one stage (a row of `pipelines.stages.STAGES`, or its name) under the output
+    contract: reused when finished with the same fingerprint and intact files, else built with
+    its live progress (`report` gets the share done when the records to expect are known, from
+    its upstream). `inputs`: the user's files, for the stage that reads them."""
+    return prepare(stage, root, config, inputs=inputs, log=log).run(report)

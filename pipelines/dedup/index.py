@@ -51,6 +51,14 @@ class IndexSnapshot:
     def band_url(self, band: int, part_url: str) -> str:
         return posixpath.join(self.path, "bands", f"band={band:02d}", posixpath.basename(part_url))
 
+    def bands_held(self, fs) -> set[int]:
+        """The band numbers the snapshot was indexed with. A build with more bands compares
+        with an earlier snapshot on the bands both have: a band's key depends on its own
+        signature values only, never on how many bands there are."""
+        found = fs.glob(posixpath.join(_path(self.path), "bands", "band=*"))
+        return {int(posixpath.basename(p).partition("=")[2]) for p in found
+                if posixpath.basename(p).partition("=")[2].isdigit()}
+
 
 def _path(url: str) -> str:
     return fsspec.core.url_to_fs(url)[1]

@@ -108,20 +108,20 @@ def _token_hashes(folded: str) -> np.ndarray:
     return _token_spans(folded)[0]
 
 
-def _token_spans(folded: str) -> tuple[np.ndarray, np.ndarray]:
-    """(hashes, start code point) of the tokens of a folded text (`_token_hashes`). A token's
-    hash does not depend on where it starts."""
+def _token_spans(folded: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(hashes, start code point, end code point, is a character of a script written without
+    spaces) of the tokens of a folded text (`_token_hashes`). A token's hash does not depend on
+    where it starts."""
     word, single = _Tables.load()
-    none = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.intp)
     cps = np.frombuffer(folded.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     if not len(cps):
-        return none
+        return _NO_TOKENS
     is_word, is_single = word[cps], single[cps]
     prev_word = np.r_[False, is_word[:-1]]
     prev_single = np.r_[False, is_single[:-1]]
     starts = np.flatnonzero(is_word & (~prev_word | is_single | prev_single))
     if not len(starts):
-        return none
+        return _NO_TOKENS
     next_word = np.r_[is_word[1:], False]
     next_single = np.r_[is_single[1:], False]
     ends = np.flatnonzero(is_word & (~next_word | is_single | next_single)) + 1
@@ -129,8 +129,31 @@ def _token_spans(folded: str) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(over="ignore"):
         running = np.r_[np.uint64(0), np.cumsum((cps.astype(np.uint64) + np.uint64(1)) * pw[:-1],
                                                 dtype=np.uint64)]
-        return _mix((running[ends] - running[starts]) * ipw[starts] + (ends - starts)
-                    .astype(np.uint64)), starts
+        hashes = _mix((running[ends] - running[starts]) * ipw[starts] + (ends - starts)
+                      .astype(np.uint64))
+    return hashes, starts, ends, is_single[starts]
+
+
+_NO_TOKENS = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.intp),
+              np.zeros(0, dtype=np.intp), np.zeros(0, dtype=bool))
+
+
+def token_spans(folded: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The tokens of a folded text (`fold`) as dedup cuts them: (64-bit hashes, start and end
+    code point of each in `folded`, whether each is a single CJK/kana/hangul/Thai character).
+    Line breaks are never part of a token, so texts joined by them keep their own tokens."""
+    return _token_spans(folded)
+
+
+def run_hashes(h: np.ndarray, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """64-bit hashes of the runs of tokens `h[first[k]:stop[k]]`, of any lengths, from one
+    prefix sum (a polynomial over the token hashes, mixed with the run's length): equal runs
+    have equal hashes wherever they are."""
+    pw, ipw = _powers(len(h) + 1)
+    with np.errstate(over="ignore"):
+        prefix = np.r_[np.uint64(0), np.cumsum(h * pw[:len(h)], dtype=np.uint64)]
+        return _mix((prefix[stop] - prefix[first]) * ipw[first] + (stop - first)
+                    .astype(np.uint64))
 
 
 def _shingles_of(h: np.ndarray, size: int) -> np.ndarray:
@@ -156,7 +179,7 @@ def word_ngram_hashes(texts: list[str], n: int) -> np.ndarray:
     shingles. The texts are hashed as one, joined by line breaks (never part of a token), which
     is about ten times faster than one by one for texts of a kilobyte."""
     folded = [fold(t) for t in texts]
-    h, starts = _token_spans("\n".join(folded))
+    h, starts = _token_spans("\n".join(folded))[:2]
     if len(h) < n:
         return np.zeros(0, dtype=np.uint64)
     bounds = np.cumsum([len(f) + 1 for f in folded])  # the code point after each text's end

@@ -2,20 +2,22 @@
 memory, and against the snapshots already in the dataset's dedup index.
 
 Documents never cross a shuffle, and neither does anything that grows with the corpus: those go
-through files under `dedup/work/` (`_Spill`, an external shuffle) and only file names are
+through files under `dedup/work/` (`work.Spill`, an external shuffle) and only file names are
 shuffled, because a local runner keeps shuffled data in memory. In order:
 
 1. `SignFile` reads each input file once: per document it computes the normalized-text hash and
    a MinHash signature (`pipelines.dedup.minhash`, in batches), writes them with the document's
    identity to a signature table (`work/sig/`), and spills its band keys `(key, order, node)`
-   by key range. A node is `(file number << 32) | row`.
+   by key range. A node is `(file number << 32) | row` (`pipelines.dedup.work`).
 2. `StarEdges` sorts each key range; documents sharing a band key are linked to the first of
    them (a star: k - 1 edges for k documents, so a bucket of thousands of pages with one
    boilerplate band costs thousands of edges, not millions). Exact duplicates share every band.
-3. Candidate edges are verified a block of rows at a time: `AttachFirst` (by the first node's
-   block) adds that node's signature, `VerifyEdges` (by the second node's block) compares it
-   with the other's and keeps the edge only if the similarity reaches the threshold, so a chance
-   band collision never merges unrelated documents.
+3. Candidate edges are verified a block of rows at a time (`pipelines.dedup.verify`):
+   `AttachFirst` (by the first node's block) adds that node's signature, `VerifyEdges` (by the
+   second node's block) compares it with the other's and keeps the edge only if the similarity
+   reaches the threshold, so a chance band collision never merges unrelated documents. With
+   `verify=band`, a pair whose estimate is close to the threshold is decided by its exact
+   Jaccard, from the two texts read again by row.
 4. Connected components of the verified edges (`pipelines.dedup.components`, in Beam, rounds
    bounded).
 5. `LookupMembers` reads each component member's identity (not its text) and `DecideCluster`
@@ -59,17 +61,21 @@ from pipelines.core.contract import DATA_DIR, REJECTED_DIR, StageDir, streaming_
 from pipelines.core.engine import make_pipeline, run_pipeline
 from pipelines.core.job import Context, Job
 from pipelines.core.progress import RECORDS, Pass, Tally, forget
-from pipelines.core.spill import SpillBuffer, open_for_write, remove_folder, windowed
+from pipelines.core.spill import remove_folder
 from pipelines.core.tables import StageOutput, StageTables
 from pipelines.dedup import components, tallies
-from pipelines.dedup.index import (
-    IndexDir,
-    read_table_rows,
-    shingle_sets,
-    signature_matrix,
-    take_rows,
+from pipelines.dedup.index import IndexDir, read_table_rows, signature_matrix, take_rows
+from pipelines.dedup.keep_all import build_keep_all
+from pipelines.dedup.minhash import MinHasher, estimated_jaccard, shingle_hashes
+from pipelines.dedup.verify import VerifyCandidates
+from pipelines.dedup.work import (
+    Spilling,
+    block_of,
+    file_of,
+    read_spilled,
+    rows_of,
+    signature_url,
 )
-from pipelines.dedup.minhash import MinHasher, estimated_jaccard, exact_jaccard, shingle_hashes
 from schemas.config import DedupConfig, EngineConfig
 from schemas.dedup import BAND_SCHEMA, SIGNATURE_SCHEMA
 from schemas.document import DOCUMENT_SCHEMA, REJECTED_SCHEMA, rejected_record
@@ -101,22 +107,6 @@ def has_text(text) -> bool:
     return bool(text and text.strip())
 
 
-def file_of(node: int) -> int:
-    return int(node) >> 32
-
-
-BLOCK_BITS = 13  # edges are verified a block of 8,192 rows of a file at a time
-
-
-def block_of(nodes: np.ndarray) -> np.ndarray:
-    """(file << 19) | (row >> 13): the block of rows a node is in."""
-    return nodes >> np.uint64(BLOCK_BITS)
-
-
-def block_file(block: int) -> int:
-    return int(block) >> (32 - BLOCK_BITS)
-
-
 def order_key(doc_id, source_file, source_offset) -> int:
     """A content-derived 63-bit key that picks a bucket's star centre the same way everywhere."""
     blob = f"{doc_id}\0{source_file}\0{source_offset}".encode("utf-8", "surrogatepass")
@@ -128,90 +118,7 @@ def hasher(config: DedupConfig) -> MinHasher:
                      config.num_perm)
 
 
-class _Spill(SpillBuffer):
-    """Rows by key, written to files instead of being shuffled: an external shuffle.
-
-    A local runner holds shuffled data in memory, several times over, and the big things dedup
-    moves between steps (band keys, signatures beside their edges, cluster members) grow with the
-    corpus. So each worker writes them to `work/<step>/k<key>/` under the stage (numpy `.npz` for
-    arrays, Parquet for tables), and only `(key, file URL)` crosses the shuffle; that also makes
-    the reading step wait until every file is written. Files are flushed per bundle, or sooner
-    when a worker holds `limit` bytes. A file is not sorted: its reader sorts what it needs."""
-
-    def __init__(self, folder: str, limit: int = 1 << 24):
-        super().__init__(folder, limit)
-        self.written: list = []
-
-    def add(self, key: int, part) -> None:
-        """`part`: a dict of equally long numpy arrays, or a pyarrow Table."""
-        size = part.nbytes if isinstance(part, pa.Table) else sum(a.nbytes for a in part.values())
-        self.written += self.put(key, part, size)
-
-    def add_by(self, keys: np.ndarray, part) -> None:
-        """Split `part` (dict of arrays or Table) by `keys`, one key per row."""
-        order = np.argsort(keys, kind="stable")
-        keys = keys[order]
-        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-        for a, b in zip(starts, np.r_[starts[1:], len(keys)]):
-            rows = order[a:b]
-            self.add(int(keys[a]), part.take(pa.array(rows)) if isinstance(part, pa.Table)
-                     else {k: v[rows] for k, v in part.items()})
-
-    def run_folder(self, key: int) -> str:
-        return f"k{key}"
-
-    def write_run(self, stem: str, key: int, parts: list, size: int) -> str:
-        table = isinstance(parts[0], pa.Table)
-        url = stem + (".parquet" if table else ".npz")
-        with open_for_write(url) as f:
-            if table:
-                pq.write_table(pa.concat_tables(parts), f, compression="none")
-            else:
-                np.savez(f, **{k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
-        return url
-
-    def finish(self):
-        """Write what is left; yield (key, file URL) for every file written."""
-        self.written += self.flush()
-        for item in self.written:
-            yield windowed(item)
-        self.written = []
-
-
-class _Spilling(beam.DoFn):
-    """A DoFn whose output goes through files: rows go to `self.spill` (one `_Spill` per
-    bundle, under `work/<step>/`), and the names of the files written are its output."""
-
-    step = ""
-
-    def __init__(self, work_url: str):
-        self.work_url = work_url
-
-    def start_bundle(self):
-        self.spill = _Spill(posixpath.join(self.work_url, self.step))
-
-    def finish_bundle(self):
-        yield from self.spill.finish()
-
-
-def read_spilled(urls):
-    """The rows a `_Spill` wrote under one key: a dict of arrays, or a Table (None if none)."""
-    parts = []
-    for url in sorted(urls):  # sorted: the same order whatever the bundles were
-        with fsspec.open(url, "rb") as f:
-            if url.endswith(".parquet"):
-                parts.append(pq.read_table(f, use_threads=False))
-            else:
-                with np.load(f) as data:
-                    parts.append({k: data[k] for k in data.files})
-    if not parts:
-        return None
-    if isinstance(parts[0], pa.Table):
-        return pa.concat_tables(parts)
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
-class SignFile(_Spilling):
+class SignFile(Spilling):
     """(file number, url) -> band key files by key range; writes the file's signature table."""
 
     step = "bands"
@@ -273,10 +180,6 @@ class SignFile(_Spilling):
         self.spill.add_by(flat[:, 0] % np.uint64(self.config.band_partitions), {"rows": flat})
 
 
-def signature_url(work_url: str, file_no: int) -> str:
-    return posixpath.join(work_url, "sig", f"part-{file_no:05d}.parquet")
-
-
 def signature_rows(rows: list[int], docs: list[dict], texts: list[str], hashes: list[str],
                    sigs: np.ndarray, shingles: list[np.ndarray] | None) -> pa.Table:
     return pa.Table.from_pydict({
@@ -291,7 +194,7 @@ def signature_rows(rows: list[int], docs: list[dict], texts: list[str], hashes: 
     }, schema=SIGNATURE_SCHEMA)
 
 
-class ReadIndexBands(_Spilling):
+class ReadIndexBands(Spilling):
     """(node base, band file URLs of one index docs part) -> band key files like SignFile's."""
 
     step = "bands"
@@ -312,7 +215,7 @@ class ReadIndexBands(_Spilling):
         return []
 
 
-class StarEdges(_Spilling):
+class StarEdges(Spilling):
     """A key range's band keys -> candidate edges (first, other) of every bucket, spilled by the
     first node's file. Members of a bucket are linked to its smallest order key."""
 
@@ -343,89 +246,7 @@ class StarEdges(_Spilling):
         return []
 
 
-def features(url: str, rows: np.ndarray, exact: bool):
-    """Signatures (a matrix) or shingle sets (a list) of the given rows of a signature table."""
-    column = "shingles" if exact else "signature"
-    table = take_rows(url, rows.astype(np.int64), [column])
-    return shingle_sets(table.column(column)) if exact else \
-        signature_matrix(table.column(column))
-
-
-def similarities(first, second, exact: bool) -> np.ndarray:
-    if exact:
-        return np.array([exact_jaccard(a, b) for a, b in zip(first, second)], dtype=np.float64)
-    return estimated_jaccard(first, second)
-
-
-def pack_features(features, exact: bool) -> dict:
-    """Features as arrays a spill can hold: a signature matrix, or shingle sets end to end."""
-    if not exact:
-        return {"signature": features}
-    return {"shingles": np.concatenate(features) if features else np.zeros(0, np.uint64),
-            "lengths": np.array([len(x) for x in features], dtype=np.int64)}
-
-
-def unpack_features(data: dict, exact: bool):
-    if not exact:
-        return data["signature"]
-    bounds = np.cumsum(np.r_[0, data["lengths"]])
-    return [data["shingles"][a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-
-
-class AttachFirst(_Spilling):
-    """(block, candidate edge files whose first node is in it) -> spilled by the other node's
-    block: the edges and the first nodes' features. Duplicate edges (one per shared band) are
-    merged here."""
-
-    step = "attached"
-
-    def __init__(self, tables: list[str], work_url: str, exact: bool):
-        super().__init__(work_url)
-        self.tables, self.exact = tables, exact
-
-    def process(self, element):
-        block, urls = element
-        edges = np.unique(read_spilled(urls)["edges"], axis=0)
-        first = features(self.tables[block_file(block)], edges[:, 0] & np.uint64(0xFFFFFFFF),
-                         self.exact)
-        second_block = block_of(edges[:, 1])
-        for f in np.unique(second_block):
-            pick = np.flatnonzero(second_block == f)
-            chosen = [first[i] for i in pick] if self.exact else first[pick]
-            self.spill.add(int(f), {"edges": edges[pick], **pack_features(chosen, self.exact)})
-        return []
-
-
-class VerifyEdges(beam.DoFn):
-    """(block, spilled edges whose second node is in it, with the first nodes' features) -> the
-    edges whose similarity reaches the threshold, as (a, b) node pairs."""
-
-    def __init__(self, tables: list[str], config: DedupConfig):
-        self.tables, self.config = tables, config
-
-    def setup(self):
-        self.verified = Metrics.counter(STAGE, "verified_edges")
-        self.refused = Metrics.counter(STAGE, "refused_edges")
-
-    def process(self, element):
-        block, urls = element
-        data = read_spilled(urls)
-        edges = data["edges"]
-        exact = self.config.verify == "exact"
-        if self.config.verify == "none":
-            good = np.ones(len(edges), dtype=bool)
-        else:
-            first = unpack_features(data, exact)
-            second = features(self.tables[block_file(block)], edges[:, 1] & np.uint64(0xFFFFFFFF),
-                              exact)
-            good = similarities(first, second, exact) >= self.config.threshold
-        self.verified.inc(int(good.sum()))
-        self.refused.inc(int((~good).sum()))
-        for a, b in edges[good]:
-            yield int(a), int(b)
-
-
-class LookupMembers(_Spilling):
+class LookupMembers(Spilling):
     """(file, [(member, root)]) -> the members' identities and signatures, spilled by a hash of
     their root: a cluster's members land in one file group, whatever files they came from."""
 
@@ -440,8 +261,7 @@ class LookupMembers(_Spilling):
         roots = dict(pairs)
         nodes = np.array(sorted(roots), dtype=np.uint64)
         columns = [*IDENTITY_COLUMNS, "signature"]
-        table = take_rows(self.tables[file_no], (nodes & np.uint64(0xFFFFFFFF)).astype(np.int64),
-                          columns)
+        table = take_rows(self.tables[file_no], rows_of(nodes), columns)
         # this snapshot's tables and the index's must concatenate: one schema for all
         table = table.cast(pa.schema([SIGNATURE_SCHEMA.field(c) for c in ["row", *columns]]))
         root = np.array([roots[int(n)] for n in nodes], dtype=np.uint64)
@@ -488,7 +308,7 @@ DECISION_SCHEMA = pa.schema([
     pa.field("similarity", pa.float64()), pa.field("detail", pa.string())])
 
 
-class DecideCluster(_Spilling):
+class DecideCluster(Spilling):
     """(root hash, member files) -> a decision for every member in this snapshot's files, cluster
     by cluster, spilled by the member's file."""
 
@@ -739,8 +559,9 @@ def index_parts(index: IndexDir | None, snapshot: str, bands: int) -> list[tuple
         return []
     parts = []
     for snap in index.earlier(snapshot):
+        held = snap.bands_held(index.fs)
         for docs in snap.docs_urls(index.fs):
-            parts.append((docs, [snap.band_url(b, docs) for b in range(bands)]))
+            parts.append((docs, [snap.band_url(b, docs) for b in range(bands) if b in held]))
     return parts
 
 
@@ -754,7 +575,6 @@ class CandidateEdges(beam.PTransform):
 
     def expand(self, files):
         graph, config = self.graph, self.config
-        exact = config.verify == "exact"
         n_new = len(graph.doc_urls)
         signed = (files
                   | "SpreadFiles" >> beam.Reshuffle()
@@ -767,10 +587,8 @@ class CandidateEdges(beam.PTransform):
         return ((signed, old) | "AllBands" >> beam.Flatten()
                 | "GroupKeyRange" >> beam.GroupByKey()
                 | "StarEdges" >> beam.ParDo(StarEdges(graph.work_url))
-                | "GroupByFirst" >> beam.GroupByKey()
-                | "AttachFirst" >> beam.ParDo(AttachFirst(graph.tables, graph.work_url, exact))
-                | "GroupBySecond" >> beam.GroupByKey()
-                | "Verify" >> beam.ParDo(VerifyEdges(graph.tables, config)))
+                | "Verify" >> VerifyCandidates(graph.doc_urls, graph.tables, config,
+                                               graph.work_url))
 
 
 class DecideAndApply(beam.PTransform):
@@ -920,8 +738,11 @@ def clean_work(stage: StageDir) -> None:
 def plan(ctx: Context) -> Job:
     """Dedup the filtered documents; with `dedup.index` (the default) also against the
     snapshots published before this one under the root, then publish this snapshot's kept
-    documents to the index."""
+    documents to the index. With `dedup.enabled = false`, keep every document with text."""
     config = ctx.config
+    if not config.dedup.enabled:  # every document kept, nothing indexed (`keep_all`)
+        return Job(inputs=list(ctx.upstream_inputs), build=lambda st, pr: build_keep_all(
+            st, ctx.upstream_urls, config.shard.num_shards, config.engine, progress=pr.folder))
     index = IndexDir(ctx.root) if config.dedup.index else None
     inputs = list(ctx.upstream_inputs)
     if index is not None:

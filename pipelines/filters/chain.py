@@ -1,7 +1,8 @@
 """The filter stage's chain, in order: language ID (`langid.py`: the quality rules depend on the
 language), then the quality filters, cheapest and most specific first: URL blocklist, length,
 letter ratio (`rules.py`), Gopher repetition, Gopher quality (`gopher.py`), C4 (`c4.py`),
-FineWeb (`fineweb.py`). Any single rule is switched off by its reason (`off_rules`)."""
+FineWeb (`fineweb.py`). Any single rule is switched off by its reason (`off_rules`), every rule
+but the blocklist by `enabled = false`."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ def quality_filters(config: QualityConfig) -> list[DocumentFilter]:
     chain: list[DocumentFilter] = []
     if config.url_blocklist and "blocked_url" not in config.off_rules:
         chain.append(URLBlocklist.from_file(config.url_blocklist))
+    if not config.enabled:  # the user's own blocklist still applies
+        return chain
     chain += [MinLength(config), AlphaRatio(config)]
     rule_sets = ((config.gopher_repetition, GopherRepetition),
                  (config.gopher_quality, GopherQuality), (config.c4, C4Filter),

@@ -225,6 +225,25 @@ def dataset_tokenizer(stage: StageDir, urls: list[str], config: TokenizeConfig, 
         **size, "limit_documents": config.sample_documents, "limit_bytes": config.sample_bytes}})
 
 
+def shared_tokenizer(stage: StageDir, urls: list[str], config: TokenizeConfig, seed: int,
+                     engine: EngineConfig, log=print) -> dict[str, int]:
+    """One tokenizer for several corpora (`corpus ablate`'s arms), written to the stage's
+    `tokenizer.json`: trained, as a dataset's own is, on the training documents of smallest
+    sample hash of all of `urls` together (a document in two corpora counts twice), so every
+    corpus gives its share and none of their validation documents is seen. Returns the
+    stage's counters (records: the sample's documents)."""
+    files, size = draw_sample(stage, urls, config, seed, engine)
+    log(f"tokenizer: training a {config.vocab_size:,}-token byte-level BPE on a sample of "
+        f"{size['documents']:,} documents ({size['bytes'] / 1e6:,.1f} MB) of every corpus")
+    tokenizer = train_tokenizer(sample_texts(files), config.vocab_size, config.min_frequency,
+                                config.special_tokens, config.eot_token,
+                                length=size["documents"])
+    with stage.fs.open(stage.local(TOKENIZER_FILE), "w") as f:
+        f.write(tokenizer.to_str())
+    clean_work(stage)
+    return {"tokenizer/records_in": size["documents"], "tokenizer/sample_bytes": size["bytes"]}
+
+
 # --- shards per split ---------------------------------------------------------------------------
 
 def corpus_size(urls: list[str]) -> tuple[int, int]:
