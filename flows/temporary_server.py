@@ -11,11 +11,15 @@ SQLite under PREFECT_HOME as ever) before this process imports Prefect, so the s
 the other core while the command imports Prefect, Beam and the stages; `use()` then waits until
 it answers and points Prefect's settings at it for the flow run. Where Prefect's settings name a
 server (PREFECT_API_URL, in the environment or the active profile) or forbid a temporary one,
-the early process is stopped unused and nothing changes. Stopped at exit like Prefect's own
-(SIGTERM, SIGKILL after 5 s); the CLI's watchdog stops it if this process is killed."""
+the early process is stopped unused and nothing changes. Stopped at interpreter exit like
+Prefect's own (SIGTERM, SIGKILL after 5 s), not when the flow returns: Prefect's log and event
+workers send what they hold at exit, and with the server gone they retry for about 70 s (measured:
+a 22 s build took 95). One server per process (`shared()`); the CLI's watchdog stops it if this
+process is killed."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.util
 import os
@@ -37,12 +41,20 @@ def _free_port() -> int:
 
 
 class TemporaryServer:
-    """The temporary Prefect server of one command: `start()` early, `use()` around the flow
-    call, `stop()` at the end (also a context manager: start on enter, stop on exit)."""
+    """The temporary Prefect server of one process: `shared().start()` early, `use()` around
+    the flow call; stopped at exit."""
+
+    _shared: TemporaryServer | None = None
 
     def __init__(self):
         self.process: subprocess.Popen | None = None
         self.port = 0
+
+    @classmethod
+    def shared(cls) -> TemporaryServer:
+        if cls._shared is None:
+            cls._shared = cls()
+        return cls._shared
 
     @property
     def api_url(self) -> str:
@@ -63,6 +75,7 @@ class TemporaryServer:
              "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
              "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
             env=env, stdin=subprocess.DEVNULL)
+        atexit.register(self.stop)  # after Prefect's own exit handlers, registered later
 
     @contextlib.contextmanager
     def use(self):
@@ -112,11 +125,4 @@ class TemporaryServer:
             self.process.kill()
             self.process.wait()
         self.process = None
-
-    def __enter__(self) -> TemporaryServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 

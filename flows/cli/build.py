@@ -177,15 +177,16 @@ def run_flow(root: str, config: PipelineConfig, **kwargs) -> dict:
     """The `corpus-build` flow, its summary printed; an empty corpus is `EmptyCorpus`. Prefect's
     temporary server (when no server is configured) starts before Prefect is imported, so the
     two overlap (flows/temporary_server.py)."""
-    with TemporaryServer() as server:
-        from flows.build_flow import corpus_build
-        from flows.train_flow import DatasetError
+    server = TemporaryServer.shared()
+    server.start()
+    from flows.build_flow import corpus_build
+    from flows.train_flow import DatasetError
 
-        try:
-            with server.use():
-                summary = corpus_build(output=root, config=config.to_dict(), **kwargs)
-        except DatasetError as err:
-            raise UserError(str(err)) from None
+    try:
+        with server.use():
+            summary = corpus_build(output=root, config=config.to_dict(), **kwargs)
+    except DatasetError as err:
+        raise UserError(str(err)) from None
     print_summary(summary)
     message = empty_corpus_message(summary)
     if message:
